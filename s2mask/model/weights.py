@@ -1,0 +1,218 @@
+"""Saving and loading model weights together with their card.
+
+A model file is a ``.safetensors`` file whose metadata holds the card as plain
+JSON, so loading one can never execute code.  Training checkpoints (``.pth``) are
+read with ``torch.load(weights_only=True)`` and must carry a ``card`` entry.
+Shipped models live in ``s2mask/models/<name>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2mask import __version__
+from s2mask.bands import resolve_bands
+from s2mask.errors import WeightsError
+from s2mask.model.device import resolve_device
+from s2mask.model.normalize import Normalization, normalize
+from s2mask.model.unet import UNet
+
+__all__ = [
+    "CLASSES",
+    "ModelCard",
+    "LoadedModel",
+    "build_model",
+    "save_model",
+    "load_model",
+    "shipped_models",
+]
+
+CLASSES: tuple[str, ...] = ("clear", "cloud", "shadow")
+"""Class names by index; 255 is nodata."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to use a set of weights correctly."""
+
+    name: str
+    """Short model name, e.g. ``"s2-9"``."""
+    bands: tuple[str, ...]
+    """ESA band names in the order the model expects them."""
+    classes: tuple[str, ...] = CLASSES
+    """Output class names by index."""
+    normalization: Normalization = field(default_factory=Normalization)
+    """How reflectance is turned into model input."""
+    window_size: int = 256
+    """Window size (px) the model was trained on; the engine's default window."""
+    resolution: int = 10
+    """Ground sampling distance (m) the model was trained at."""
+    width: int = 16
+    """U-Net first-level width."""
+    architecture: str = "unet4"
+    """Architecture name; only ``unet4`` exists."""
+    training_data: str = ""
+    """What the model was trained on."""
+    command: str = ""
+    """The exact command that produced the weights."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Measured accuracy (name -> value or nested dict)."""
+    version: str = __version__
+    """s2mask version that wrote the weights."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bands"], d["classes"] = list(self.bands), list(self.classes)
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        try:
+            d = dict(d)
+            d["bands"] = resolve_bands(list(d["bands"]))
+            d["classes"] = tuple(d.get("classes", CLASSES))
+            d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
+            known = {f for f in cls.__dataclass_fields__}
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"The model card is invalid ({exc}); expected at least 'name' and 'bands'.") from exc
+
+
+def build_model(card: ModelCard) -> UNet:
+    """A fresh (untrained) network shaped as ``card`` says."""
+    if card.architecture != "unet4":
+        raise WeightsError(f"Unknown architecture {card.architecture!r} in the model card; expected 'unet4'.")
+    return UNet(len(card.bands), len(card.classes), card.width)
+
+
+class LoadedModel:
+    """A network in eval mode on a device, with its card: the engine's model protocol.
+
+    ``predict_proba`` takes reflectance ``(N, C, H, W)`` float32 (NaN allowed) in the
+    card's band order and returns class probabilities ``(N, K, H, W)`` float32.
+    """
+
+    def __init__(self, net: torch.nn.Module, card: ModelCard, device: str | torch.device = "auto") -> None:
+        self.card = card
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        if self.device.type == "cpu":
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.card.bands
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.card.classes)
+
+    def predict_proba(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        dev = self.device
+        x = torch.as_tensor(batch)
+        if dev.type == "cuda":
+            x = x.pin_memory().to(dev, non_blocking=True)
+        else:
+            x = x.to(dev)
+        x = normalize(x, self.card.normalization)
+        if dev.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if dev.type == "cuda":
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                with torch.autocast("cuda", dtype=dtype):
+                    logits = self.net(x)
+            else:
+                logits = self.net(x)
+            probs = torch.softmax(logits.float(), dim=1)
+        return probs.cpu().numpy()
+
+
+def save_model(net: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:
+    """Write ``net``'s weights and ``card`` to one ``.safetensors`` file (atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(tmp), metadata={"card": json.dumps(card.to_dict())})
+    tmp.replace(path)
+    return path
+
+
+def shipped_models() -> dict[str, Path]:
+    """Names and paths of the models that ship inside the package."""
+    root = resources.files("s2mask") / "models"
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".safetensors")}
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if "card" not in meta:
+        raise WeightsError(f"{path} has no model card in its metadata; save weights with s2mask.save_model.")
+    return state, json.loads(meta["card"])
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "model" in obj and "card" in obj:
+        card = obj["card"]
+        return obj["model"], json.loads(card) if isinstance(card, str) else card
+    sidecar = path.with_suffix(".json")
+    if isinstance(obj, dict) and sidecar.exists():
+        return obj, json.loads(sidecar.read_text())
+    raise WeightsError(
+        f"{path} holds no model card; expected a checkpoint written by s2mask train "
+        f"or a sidecar {sidecar.name} with the card."
+    )
+
+
+def load_model(
+    weights: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    card_overrides: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Load a shipped model by name (``"s2-9"``, ``"rgbn"``) or a weights file, ready for inference."""
+    shipped = shipped_models()
+    path = Path(weights)
+    if str(weights) in shipped:
+        path = shipped[str(weights)]
+    elif not path.exists():
+        if path.suffix or "/" in str(weights):
+            raise WeightsError(f"Weights file {weights} does not exist; check the path.")
+        names = ", ".join(sorted(shipped)) or "none"
+        raise WeightsError(f"Unknown model name {weights!r}; shipped models are: {names}.")
+    try:
+        if path.suffix == ".safetensors":
+            state, card_dict = _read_safetensors(path)
+        else:
+            state, card_dict = _read_checkpoint(path)
+    except WeightsError:
+        raise
+    except Exception as exc:  # corrupt, truncated, not a weights file
+        raise WeightsError(
+            f"Cannot read weights from {path} ({type(exc).__name__}: {exc}); "
+            "the file is corrupt or not s2mask weights."
+        ) from exc
+    card = ModelCard.from_dict(card_dict)
+    if card_overrides:
+        card = replace(card, **card_overrides)
+    net = build_model(card)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"The weights in {path} do not fit the network their card describes: {exc}") from exc
+    return LoadedModel(net, card, device)

@@ -1,0 +1,1 @@
+"""Helpers for tests, demos and benchmarks: fake models and generated products."""
