@@ -1,0 +1,20 @@
+"""The windowed inference engine: window grid, blending, prediction, dask cluster."""
+
+from s2mask.engine.blend import Accumulator, taper, window_weight
+from s2mask.engine.predict import Model, class_names, count_windows, predict, predict_array, select_bands
+from s2mask.engine.windows import WindowGrid, axis_starts, resolve_window
+
+__all__ = [
+    "Accumulator",
+    "Model",
+    "WindowGrid",
+    "axis_starts",
+    "class_names",
+    "count_windows",
+    "predict",
+    "predict_array",
+    "resolve_window",
+    "select_bands",
+    "taper",
+    "window_weight",
+]
