@@ -1,0 +1,217 @@
+"""Write-to-temp-then-rename helpers: an output either appears complete or not at all.
+
+Every file s2mask writes (COGs, quick-looks, JSON summaries) goes through
+:func:`atomic_output`:
+
+1. :func:`check_target` runs *before* any computation: it refuses an existing target
+   unless ``overwrite`` is set and checks that the folder exists and is writable.
+2. The caller writes into a temporary file beside the target whose name starts with
+   ``"."`` (hidden) and ends in ``".tmp<suffix>"``, e.g. ``.mask.tif.3f9a1c.tmp.tif``.
+3. On success the temporary file is flushed to disk and renamed onto the target in one
+   step (``os.link`` when overwriting is not allowed, so a file that appeared meanwhile
+   is never clobbered; ``os.replace`` otherwise).  On any failure, including
+   ``KeyboardInterrupt``, the temporary files are removed and an older output at the
+   target stays untouched.
+
+Operating-system failures while writing (disk full, permission denied, ...) become
+:class:`~s2mask.errors.OutputError`; other exceptions propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from s2mask.errors import OutputError, OutputExistsError, S2MaskError
+
+__all__ = [
+    "TEMP_MARKER",
+    "atomic_output",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_target",
+    "describe_os_error",
+    "remove_temps",
+    "temp_path_for",
+]
+
+TEMP_MARKER = ".tmp"
+"""Every temporary file name starts with ``"."`` and contains ``".tmp"`` before its suffix."""
+
+
+def temp_path_for(target: str | os.PathLike[str], suffix: str | None = None) -> Path:
+    """A fresh hidden temporary path beside ``target``: ``.<name>.<random>.tmp<suffix>``.
+
+    ``suffix`` defaults to the target's own suffix so drivers that look at extensions
+    (GDAL, Pillow) pick the right format.
+    """
+    target = Path(target)
+    suffix = target.suffix if suffix is None else suffix
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_MARKER}{suffix}")
+
+
+def check_target(target: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Check that ``target`` can be written; return it as an absolute :class:`Path`.
+
+    Raises:
+        OutputExistsError: ``target`` exists and ``overwrite`` is false.
+        OutputError: ``target`` is a folder, its parent is missing, is not a folder or
+            is not writable.
+    """
+    target = Path(target).expanduser().absolute()
+    parent = target.parent
+    if target.is_dir():
+        raise OutputError(
+            f"The output path {target} is a folder; expected a file path. Give a file name inside it."
+        )
+    if target.exists() and not overwrite:
+        raise OutputExistsError(
+            f"The output {target} already exists; s2mask does not replace files unless asked. "
+            "Pass overwrite=True (CLI: --overwrite) or choose another path."
+        )
+    if not parent.exists():
+        raise OutputError(
+            f"The output folder {parent} does not exist; expected an existing folder. "
+            f"Create it first (mkdir -p {parent}) or choose another output path."
+        )
+    if not parent.is_dir():
+        raise OutputError(
+            f"The output folder {parent} is not a folder (it is a file); expected a folder. "
+            "Choose an output path inside a folder."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"The output folder {parent} is not writable by this user; expected write permission. "
+            "Fix its permissions (chmod u+w) or choose another output folder."
+        )
+    return target
+
+
+def describe_os_error(exc: BaseException, target: Path) -> str:
+    """A one-line message for an operating-system failure while writing ``target``."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code == errno.ENOSPC or "No space left" in text or "free disk space" in text.lower():
+        return (
+            f"Writing {target} failed: the disk is full ({text}). Nothing was written and any "
+            "earlier output is untouched; free some space or choose another output folder."
+        )
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"Writing {target} failed: permission denied ({text}). Choose a writable output folder."
+    return (
+        f"Writing {target} failed: {text or type(exc).__name__}. Nothing was written and any earlier "
+        "output is untouched; check the output folder and try again."
+    )
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:  # pragma: no cover - nothing more can be done
+        pass
+
+
+def remove_temps(tmp: Path) -> None:
+    """Remove ``tmp`` and anything a driver created beside it (``tmp.ovr.tmp``, ``tmp.aux.xml``)."""
+    _remove_quietly(tmp)
+    for extra in tmp.parent.glob(f"{tmp.name}*"):
+        _remove_quietly(extra)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    """Move ``tmp`` onto ``target`` in one step; never clobber when ``overwrite`` is false."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)  # atomic and fails if the target appeared meanwhile
+    except FileExistsError:
+        raise OutputExistsError(
+            f"The output {target} appeared while s2mask was writing it; it was left untouched. "
+            "Pass overwrite=True (CLI: --overwrite) or choose another path."
+        ) from None
+    except OSError:  # filesystem without hard links: check, then rename
+        if target.exists():
+            raise OutputExistsError(
+                f"The output {target} appeared while s2mask was writing it; it was left untouched. "
+                "Pass overwrite=True (CLI: --overwrite) or choose another path."
+            ) from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
+
+
+@contextmanager
+def atomic_output(
+    target: str | os.PathLike[str], *, overwrite: bool = False, suffix: str | None = None
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; move it onto ``target`` when the block succeeds.
+
+    The target is checked on entry (see :func:`check_target`).  The block must create the
+    temporary file.  On any exception the temporary file (and driver side files starting
+    with its name) are removed and an existing target is left as it was.  ``OSError``
+    raised inside the block or while renaming becomes :class:`OutputError`, other
+    exceptions propagate unchanged.
+    """
+    target = check_target(target, overwrite=overwrite)
+    tmp = temp_path_for(target, suffix)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError(
+                f"Writing {target} produced no file at {tmp}; expected the writer to create it. "
+                "This is a bug in s2mask; please report it."
+            )
+        _fsync_file(tmp)
+        _publish(tmp, target, overwrite=overwrite)
+        _fsync_dir(target.parent)
+    except S2MaskError:
+        remove_temps(tmp)
+        raise
+    except OSError as exc:
+        remove_temps(tmp)
+        raise OutputError(describe_os_error(exc, target)) from exc
+    except BaseException:
+        remove_temps(tmp)
+        raise
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``target`` atomically; return the absolute target path."""
+    with atomic_output(target, overwrite=overwrite) as tmp, open(tmp, "xb") as fh:
+        fh.write(data)
+    return Path(target).expanduser().absolute()
+
+
+def atomic_write_text(
+    target: str | os.PathLike[str], text: str, *, overwrite: bool = False, encoding: str = "utf-8"
+) -> Path:
+    """Write ``text`` to ``target`` atomically; return the absolute target path."""
+    return atomic_write_bytes(target, text.encode(encoding), overwrite=overwrite)
