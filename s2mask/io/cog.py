@@ -1,0 +1,583 @@
+"""The one place that writes rasters: lazy ``xr.DataArray`` -> validated Cloud-Optimized GeoTIFF.
+
+:func:`write_cog` never loads the whole array.  It works in three steps:
+
+1. **Stream** the dask array block by block into a tiled, compressed GeoTIFF beside the
+   target (``.<name>.<random>.tmp.tif``).  Writing a dask array straight into GDAL's COG
+   driver is not possible (the driver only creates copies of complete datasets), hence
+   the intermediate file.  Memory stays bounded by a few dask chunks.
+2. **Convert** it with GDAL's COG driver (``rasterio.shutil.copy``): 512 px tiles,
+   DEFLATE (horizontal predictor for integers, floating-point predictor for floats),
+   overviews down to one tile resampled with ``MODE`` by default (never ``AVERAGE`` for
+   classes), nodata, colour table, band descriptions and tags copied along.
+3. **Validate** the COG with ``rio_cogeo.cogeo.cog_validate`` and rename it onto the target
+   in one step (:mod:`s2mask._atomic`).
+
+Schedulers.  With the local schedulers (threads, synchronous) the blocks are written by
+``dask.array.store`` into an open rasterio dataset behind a ``threading.Lock``: one graph,
+so inputs shared between blocks (window overlaps) are computed once.  A rasterio dataset
+cannot travel to other processes, so with a ``dask.distributed`` client the client
+computes all blocks as one graph and writes each result as it arrives
+(``distributed.as_completed``), in the client process; with the ``processes`` scheduler
+blocks are computed a few at a time and written by the caller.  Only one process ever
+touches the file, so no inter-process lock is needed.
+
+Failures.  The target is checked before anything is computed (exists without
+``overwrite`` -> :class:`OutputExistsError`; folder missing or not writable ->
+:class:`OutputError`).  A failure while writing (disk full, GDAL error, invalid COG)
+becomes :class:`OutputError`; an exception raised while computing a block propagates
+unchanged.  Either way the temporary files are removed and an earlier output stays
+untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import dask.local
+import dask.threaded
+import numpy as np
+import rasterio
+import rasterio.errors
+import rasterio.shutil
+import xarray as xr
+from rasterio.windows import Window
+
+from s2mask._atomic import atomic_output, check_target, describe_os_error, remove_temps, temp_path_for
+from s2mask.errors import InvalidParameterError, OutputError, S2MaskError
+from s2mask.progress import Progress, progress_bar
+
+__all__ = [
+    "MASK_CLASSES",
+    "MASK_NODATA",
+    "mask_colormap",
+    "mask_tags",
+    "probabilities_to_uint8",
+    "write_cog",
+    "write_mask",
+    "write_probabilities",
+]
+
+MASK_CLASSES: Mapping[int, str] = {0: "clear", 1: "cloud", 2: "shadow"}
+"""Mask values and their class names; :data:`MASK_NODATA` marks pixels without data."""
+
+MASK_NODATA = 255
+"""The nodata value of masks and of uint8 probabilities."""
+
+_RESAMPLING = {
+    "nearest": "NEAREST",
+    "mode": "MODE",
+    "average": "AVERAGE",
+    "bilinear": "BILINEAR",
+    "cubic": "CUBIC",
+    "cubicspline": "CUBICSPLINE",
+    "lanczos": "LANCZOS",
+    "rms": "RMS",
+    "gauss": "GAUSS",
+}
+
+_MASK_COLOURS: Mapping[int, tuple[int, int, int, int]] = {
+    0: (46, 139, 87, 255),  # clear: sea green
+    1: (255, 255, 255, 255),  # cloud: white
+    2: (90, 90, 90, 255),  # shadow: dark grey
+    MASK_NODATA: (0, 0, 0, 0),  # nodata: transparent
+}
+
+_DISTRIBUTED_IN_FLIGHT = 8
+"""Blocks computed at once by the ``processes`` scheduler fallback, per worker."""
+
+
+def mask_colormap() -> dict[int, tuple[int, int, int, int]]:
+    """The colour table of uint8 masks: clear green, cloud white, shadow grey, nodata transparent.
+
+    Values not listed are black.  GDAL and QGIS show it as the band's palette.
+    """
+    return dict(_MASK_COLOURS)
+
+
+def mask_tags(classes: Mapping[int, str] = MASK_CLASSES, *, nodata: int = MASK_NODATA) -> dict[str, str]:
+    """Dataset tags naming each mask value: ``CLASS_0=clear`` ... ``CLASS_255=nodata``, ``CLASSES=...``.
+
+    Plain GeoTIFF metadata (no raster attribute table, no ``.aux.xml`` side file), shown by
+    ``gdalinfo``, QGIS' layer properties and ``rasterio``'s ``tags()``.
+    """
+    tags = {f"CLASS_{v}": name for v, name in sorted(classes.items())}
+    tags[f"CLASS_{nodata}"] = "nodata"
+    tags["CLASSES"] = ", ".join(f"{v}={name}" for v, name in sorted({**classes, nodata: "nodata"}.items()))
+    return tags
+
+
+def probabilities_to_uint8(probs: xr.DataArray, *, nodata: int = MASK_NODATA) -> xr.DataArray:
+    """Probabilities in [0, 1] (NaN = no data) as uint8 percent 0..100, ``nodata`` where NaN.
+
+    Lazy: dask-backed in, dask-backed out.  Coordinates, CRS and transform are kept and the
+    nodata value is recorded (``rio.write_nodata``) so :func:`write_cog` picks it up.
+    """
+    if not 100 < nodata <= 255:
+        raise InvalidParameterError(
+            f"nodata={nodata} for uint8 probabilities; expected a value in 101..255 so it cannot "
+            "be mistaken for a percentage. Use the default 255."
+        )
+    scaled = (probs.clip(0.0, 1.0) * 100.0).round()
+    out = scaled.fillna(nodata).astype(np.uint8)
+    out.attrs = {k: v for k, v in probs.attrs.items() if k not in ("_FillValue", "nodata")}
+    out.encoding = {}
+    if probs.rio.crs is not None:
+        out = out.rio.write_crs(probs.rio.crs)
+    return out.rio.write_nodata(nodata, encoded=False)
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _as_3d(data: xr.DataArray) -> xr.DataArray:
+    """Transpose to (leading, y, x); a 2-D array gets a leading ``band`` dimension of size 1."""
+    if not isinstance(data, xr.DataArray):
+        raise InvalidParameterError(
+            f"write_cog() got a {type(data).__name__}; expected an xarray.DataArray with dims "
+            '("band", "y", "x"), ("class", "y", "x") or ("y", "x") and a CRS (rioxarray).'
+        )
+    try:
+        ydim, xdim = data.rio.y_dim, data.rio.x_dim
+    except Exception as exc:  # rioxarray raises its own MissingSpatialDimensionError
+        raise InvalidParameterError(
+            f"write_cog() got dims {data.dims}; expected spatial dims named y/x (or latitude/longitude). "
+            "Rename them (data.rename(...)) before writing."
+        ) from exc
+    if data.ndim == 2:
+        return data.transpose(ydim, xdim).expand_dims("band")
+    if data.ndim != 3:
+        raise InvalidParameterError(
+            f"write_cog() got a {data.ndim}-D array with dims {data.dims}; expected 2-D (y, x) or 3-D "
+            "(band, y, x). Select one time step (isel(time=0)) or stack bands first."
+        )
+    lead = next(d for d in data.dims if d not in (ydim, xdim))
+    return data.transpose(lead, ydim, xdim)
+
+
+def _out_dtype(data: xr.DataArray, dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype) if dtype is not None else data.dtype
+    if dt == np.bool_:
+        return np.dtype(np.uint8)
+    if dt == np.float16:
+        return np.dtype(np.float32)
+    if dt.kind not in "uif":
+        raise InvalidParameterError(
+            f"Cannot write dtype {dt} to a GeoTIFF; expected an integer or float dtype. Pass dtype=..."
+        )
+    return dt
+
+
+def _nodata_fits(nodata: float, dt: np.dtype) -> bool:
+    if dt.kind == "f":
+        return True
+    if isinstance(nodata, float) and not float(nodata).is_integer():
+        return False
+    info = np.iinfo(dt)
+    return info.min <= nodata <= info.max
+
+
+def _check_options(
+    *,
+    data: xr.DataArray,
+    dt: np.dtype,
+    nodata: float | None,
+    colormap: Mapping[int, Sequence[int]] | None,
+    band_descriptions: Sequence[str] | None,
+    overview_resampling: str,
+    blocksize: int,
+    compress: str,
+) -> None:
+    if overview_resampling.lower() not in _RESAMPLING:
+        raise InvalidParameterError(
+            f"overview_resampling={overview_resampling!r}; expected one of {', '.join(_RESAMPLING)} "
+            "(use 'mode' for classes, 'average' for continuous values)."
+        )
+    if blocksize < 16 or blocksize % 16:
+        raise InvalidParameterError(
+            f"blocksize={blocksize}; expected a multiple of 16 (GeoTIFF tiles), e.g. 256 or 512."
+        )
+    if not compress or not str(compress).isidentifier():
+        raise InvalidParameterError(f"compress={compress!r}; expected a GDAL codec name such as DEFLATE.")
+    nan = isinstance(nodata, float) and math.isnan(nodata)
+    if nodata is not None and not nan and not _nodata_fits(nodata, dt):
+        raise InvalidParameterError(
+            f"nodata={nodata} does not fit the output dtype {dt}; expected a value of that type. "
+            "Pass another nodata or dtype=..."
+        )
+    count = data.shape[0]
+    if colormap is not None and (count != 1 or dt not in (np.uint8, np.uint16)):
+        raise InvalidParameterError(
+            f"A colour table needs a single-band uint8 or uint16 raster; got {count} band(s) of {dt}. "
+            "Drop colormap= or write one band."
+        )
+    if band_descriptions is not None and len(band_descriptions) != count:
+        raise InvalidParameterError(
+            f"{len(band_descriptions)} band description(s) for {count} band(s); expected one per band."
+        )
+
+
+def _default_descriptions(data: xr.DataArray) -> list[str] | None:
+    lead = data.dims[0]
+    if lead in data.coords and data.coords[lead].dtype.kind in "UO":
+        return [str(v) for v in data.coords[lead].values]
+    return None
+
+
+def _prepare(data: xr.DataArray, dt: np.dtype, nodata: float | None) -> da.Array:
+    """The dask array to write: cast to ``dt`` (NaN -> nodata for float -> int), band axis in one chunk."""
+    arr = data.data
+    if not isinstance(arr, da.Array):
+        arr = da.from_array(np.asarray(arr), chunks=(-1, 2048, 2048))
+    if arr.dtype.kind == "f" and dt.kind in "iu" and nodata is not None:
+        arr = da.where(da.isnan(arr), nodata, arr)
+    if arr.dtype != dt:
+        arr = arr.astype(dt)
+    if len(arr.chunks[0]) > 1:
+        arr = arr.rechunk({0: -1})
+    return arr
+
+
+# --------------------------------------------------------------------------- block writing
+
+
+def _write_window(dst: Any, block: np.ndarray, window: Window) -> None:
+    """Write one (bands, rows, cols) block into ``dst`` (a seam for tests)."""
+    dst.write(block, window=window)
+
+
+class _WindowWriter:
+    """A ``dask.array.store`` target that writes each block into an open rasterio dataset."""
+
+    def __init__(self, dst: Any, path: Path, tick: Callable[[], None]) -> None:
+        self.dst, self.path, self.tick = dst, path, tick
+        self.shape = (dst.count, dst.height, dst.width)
+        self.dtype = np.dtype(dst.dtypes[0])
+        self.ndim = 3
+
+    def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
+        _, ys, xs = key
+        window = Window.from_slices(ys, xs, height=self.dst.height, width=self.dst.width)
+        try:
+            _write_window(self.dst, np.asarray(block, dtype=self.dtype), window)
+        except S2MaskError:
+            raise
+        except Exception as exc:  # OSError, RasterioIOError, CPLE_* ...
+            raise OutputError(describe_os_error(exc, self.path)) from exc
+        self.tick()
+
+
+def _block_windows(arr: da.Array) -> list[tuple[tuple[int, ...], tuple[slice, slice, slice]]]:
+    """(block index, (band, y, x) slices) of every block, row by row."""
+    starts = [np.cumsum((0, *c)) for c in arr.chunks]
+    out = []
+    for idx in np.ndindex(*arr.numblocks):
+        slices = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))
+        out.append((idx, slices))
+    return out
+
+
+def _distributed_client(scheduler: Any, arr: da.Array) -> Any | None:
+    """The ``distributed.Client`` that would run ``arr``, or ``None`` for local schedulers."""
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    if isinstance(scheduler, Client):
+        return scheduler
+    get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr])
+    owner = getattr(get, "__self__", None)
+    return owner if isinstance(owner, Client) else None
+
+
+def _is_local_threaded(scheduler: Any, arr: da.Array) -> bool:
+    get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr])
+    return get in (dask.threaded.get, dask.local.get_sync) or get is None
+
+
+def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None:
+    """Compute every block of ``arr`` and hand it to ``writer``; choose the safe way per scheduler."""
+    client = _distributed_client(scheduler, arr)
+    if client is not None:
+        from distributed import as_completed
+
+        blocks = _block_windows(arr)
+        keys = arr.to_delayed().ravel().tolist()
+        futures = client.compute(keys)  # one graph: shared inputs are computed once
+        where = {f.key: slices for f, (_, slices) in zip(futures, blocks, strict=True)}
+        try:
+            for fut, block in as_completed(futures, with_results=True):
+                writer[where[fut.key]] = block
+                fut.release()
+        finally:
+            client.cancel(futures)
+        return
+    if _is_local_threaded(scheduler, arr):
+        da.store(arr, writer, lock=threading.Lock(), scheduler=scheduler, compute=True)
+        return
+    # other schedulers (processes, custom get): compute a few blocks at a time here, write them here
+    blocks = _block_windows(arr)
+    delayed = arr.to_delayed()
+    step = max(1, _DISTRIBUTED_IN_FLIGHT * (os.cpu_count() or 1))
+    for i in range(0, len(blocks), step):
+        chunk = blocks[i : i + step]
+        values = dask.compute(*[delayed[idx] for idx, _ in chunk], scheduler=scheduler)
+        for (_, slices), value in zip(chunk, values, strict=True):
+            writer[slices] = value
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+def _profile(data: xr.DataArray, dt: np.dtype, nodata: float | None, blocksize: int) -> dict[str, Any]:
+    count, height, width = data.shape
+    crs = data.rio.crs
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "count": count,
+        "height": height,
+        "width": width,
+        "dtype": dt.name,
+        "transform": data.rio.transform(recalc=False),
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": "DEFLATE",
+        "zlevel": 1,
+        "interleave": "pixel" if count <= 4 else "band",
+        "bigtiff": "IF_SAFER",
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    return profile
+
+
+def _cog_options(dt: np.dtype, *, blocksize: int, compress: str, resampling: str, count: int) -> dict:
+    options = {
+        "BLOCKSIZE": blocksize,
+        "COMPRESS": compress.upper(),
+        "OVERVIEW_RESAMPLING": _RESAMPLING[resampling.lower()],
+        "OVERVIEWS": "AUTO",
+        "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+    if compress.upper() in ("DEFLATE", "LZW", "ZSTD", "LZMA"):
+        options["PREDICTOR"] = "2" if dt.kind in "iu" else "3"
+    return options
+
+
+def _validate_cog(path: Path, target: Path) -> None:
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, _warnings = cog_validate(str(path), quiet=True)
+    if not valid:
+        raise OutputError(
+            f"The Cloud-Optimized GeoTIFF written for {target} is not valid ({'; '.join(errors)}); "
+            "expected a valid COG. Nothing was written; this is a bug in s2mask, please report it."
+        )
+
+
+def write_cog(
+    data: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    nodata: float | None = None,
+    dtype: Any = None,
+    colormap: Mapping[int, Sequence[int]] | None = None,
+    band_descriptions: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    overview_resampling: str = "mode",
+    blocksize: int = 512,
+    compress: str = "DEFLATE",
+    overwrite: bool = False,
+    progress: bool | Progress | None = None,
+    scheduler: Any = None,
+) -> Path:
+    """Write a lazy raster to ``path`` as a validated Cloud-Optimized GeoTIFF; return the path.
+
+    Args:
+        data: ``xr.DataArray`` with dims ``("band"|"class"|..., "y", "x")`` or ``("y", "x")``,
+            dask-backed (numpy works too), CRS and transform via rioxarray.
+        path: the output file; written atomically (temporary file beside it, then renamed).
+        nodata: nodata value; default ``data.rio.nodata``.  For float input and an integer
+            ``dtype``, NaN becomes ``nodata``.
+        dtype: output dtype; default the input's (bool -> uint8).
+        colormap: ``{value: (r, g, b[, a])}`` for single-band uint8/uint16 rasters.
+        band_descriptions: one description per band; default the leading coordinate's labels.
+        tags: dataset metadata (``{"CLASS_0": "clear", ...}``).
+        overview_resampling: ``"mode"`` (default, safe for classes), ``"average"`` for
+            continuous values, or another GDAL method.
+        blocksize: internal tile size in pixels (multiple of 16).
+        compress: GDAL codec, ``DEFLATE`` by default (with a predictor).
+        overwrite: replace an existing ``path``; otherwise it is refused before any work.
+        progress: ``True`` draws a bar of the written blocks, an object with
+            ``update(n)`` is ticked once per block, ``None``/``False`` stays silent.
+        scheduler: dask scheduler (``"threads"``, ``"sync"``, ``"processes"`` or a
+            ``distributed.Client``); default the active one.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is false (checked first).
+        OutputError: the folder is missing or not writable (checked first), the disk is full,
+            GDAL failed or the result is not a valid COG.  No temporary file is left behind
+            and an earlier output at ``path`` is untouched.
+        InvalidParameterError: inconsistent arguments (checked before any computation).
+    """
+    target = check_target(path, overwrite=overwrite)
+    data3 = _as_3d(data)
+    dt = _out_dtype(data3, dtype)
+    if nodata is None:
+        nodata = data3.rio.nodata if data3.rio.nodata is not None else data3.rio.encoded_nodata
+        if nodata is not None and not _nodata_fits(nodata, dt):
+            nodata = None
+    _check_options(
+        data=data3,
+        dt=dt,
+        nodata=nodata,
+        colormap=colormap,
+        band_descriptions=band_descriptions,
+        overview_resampling=overview_resampling,
+        blocksize=blocksize,
+        compress=compress,
+    )
+    descriptions = list(band_descriptions) if band_descriptions is not None else _default_descriptions(data3)
+    arr = _prepare(data3, dt, nodata)
+
+    staging = temp_path_for(target, ".tif")  # the tiled intermediate, also .<name>.<random>.tmp.tif
+    try:
+        with atomic_output(target, overwrite=overwrite, suffix=".tif") as tmp:
+            _write_staging(
+                arr,
+                staging,
+                target=target,
+                profile=_profile(data3, dt, nodata, blocksize),
+                colormap=colormap,
+                descriptions=descriptions,
+                tags=tags,
+                progress=progress,
+                scheduler=scheduler,
+            )
+            try:
+                rasterio.shutil.copy(
+                    staging,
+                    tmp,
+                    driver="COG",
+                    **_cog_options(
+                        dt,
+                        blocksize=blocksize,
+                        compress=compress,
+                        resampling=overview_resampling,
+                        count=arr.shape[0],
+                    ),
+                )
+            except rasterio.errors.RasterioError as exc:
+                raise OutputError(describe_os_error(exc, target)) from exc
+            finally:
+                remove_temps(staging)
+            _validate_cog(tmp, target)
+    finally:
+        remove_temps(staging)
+    return target
+
+
+def _write_staging(
+    arr: da.Array,
+    staging: Path,
+    *,
+    target: Path,
+    profile: dict[str, Any],
+    colormap: Mapping[int, Sequence[int]] | None,
+    descriptions: Sequence[str] | None,
+    tags: Mapping[str, Any] | None,
+    progress: bool | Progress | None,
+    scheduler: Any,
+) -> None:
+    """Stream ``arr`` into a tiled GeoTIFF at ``staging`` with all metadata."""
+    try:
+        dst = rasterio.open(staging, "w", **profile)
+    except rasterio.errors.RasterioError as exc:
+        raise OutputError(describe_os_error(exc, target)) from exc
+    with dst:
+        try:
+            if colormap is not None:
+                dst.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colormap.items()})
+            if descriptions:
+                for i, desc in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, str(desc))
+            if tags:
+                dst.update_tags(**{str(k): str(v) for k, v in tags.items()})
+        except rasterio.errors.RasterioError as exc:
+            raise OutputError(describe_os_error(exc, target)) from exc
+        if isinstance(progress, bool) or progress is None:
+            with progress_bar(arr.npartitions, desc=target.name, enabled=bool(progress)) as bar:
+                _stream_blocks(arr, _WindowWriter(dst, target, lambda: bar.update(1)), scheduler)
+        else:
+            if getattr(progress, "total", 0) is None and hasattr(progress, "reset"):
+                progress.reset(total=arr.npartitions)
+            _stream_blocks(arr, _WindowWriter(dst, target, lambda: progress.update(1)), scheduler)
+
+
+def write_mask(
+    mask: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    classes: Mapping[int, str] = MASK_CLASSES,
+    tags: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write a uint8 class mask (0 clear, 1 cloud, 2 shadow, 255 nodata) as a COG.
+
+    Adds the colour table, ``CLASS_*`` tags, a band description listing the classes, nodata
+    255 and ``MODE`` overviews; other keyword arguments go to :func:`write_cog`.
+    """
+    names = ", ".join(f"{v} {n}" for v, n in sorted(classes.items()))
+    kwargs.setdefault("band_descriptions", [f"cloud mask: {names}, {MASK_NODATA} nodata"])
+    kwargs.setdefault("overview_resampling", "mode")
+    return write_cog(
+        mask,
+        path,
+        nodata=MASK_NODATA,
+        dtype=np.uint8,
+        colormap=mask_colormap(),
+        tags={**mask_tags(classes), **(tags or {})},
+        **kwargs,
+    )
+
+
+def write_probabilities(
+    probs: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    classes: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write class probabilities (``("class", "y", "x")`` in [0, 1], NaN nodata) as a uint8 COG.
+
+    Values are percent 0..100 with nodata 255 (:func:`probabilities_to_uint8`), one band per
+    class named ``"<class> probability (%)"``, ``AVERAGE`` overviews.
+    """
+    data = probs if probs.dtype == np.uint8 else probabilities_to_uint8(probs)
+    data3 = _as_3d(data)
+    if classes is None:
+        classes = _default_descriptions(data3) or [
+            MASK_CLASSES.get(i, f"class {i}") for i in range(data3.shape[0])
+        ]
+    kwargs.setdefault("band_descriptions", [f"{c} probability (%)" for c in classes])
+    kwargs.setdefault("overview_resampling", "average")
+    return write_cog(
+        data,
+        path,
+        nodata=MASK_NODATA,
+        dtype=np.uint8,
+        tags={"UNITS": "percent", "SCALE": "0.01", **(tags or {})},
+        **kwargs,
+    )
