@@ -1,0 +1,238 @@
+"""The lazy reading core shared by the readers: band files -> a dask-backed reflectance cube.
+
+A :class:`LazyReflectance` describes each band as a :class:`BandSource` (a file path,
+its grid and its DN scaling) plus one target grid.  Dask calls ``reader[slices]`` once per
+block; each call opens every band file with rasterio, reads only the window that block
+needs, converts DN to reflectance and brings it onto the target grid.  Resampling is
+anchored to global pixel indices, so a chunked read equals the whole-array read.
+Everything here pickles (paths and numbers only), so graphs run on dask.distributed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from dask.base import tokenize
+from rasterio.windows import Window
+
+from s2mask.errors import CorruptDataError, InvalidParameterError
+
+__all__ = [
+    "RESAMPLING",
+    "BandSource",
+    "LazyReflectance",
+    "check_readable",
+    "normalize_chunks",
+    "resample_indices",
+    "to_dataarray",
+]
+
+RESAMPLING = ("nearest", "bilinear", "average")
+"""How a band reaches a grid of another resolution (``average`` only matters when downsampling)."""
+
+
+@dataclass(frozen=True)
+class BandSource:
+    """One band in one file and how its DN become reflectance: ``(DN + add) / divisor``."""
+
+    path: str
+    """GDAL path of the file (may be ``/vsizip/...``)."""
+    index: int
+    """1-based band index inside the file."""
+    shape: tuple[int, int]
+    """(rows, cols) of the file."""
+    res: tuple[float, float]
+    """(y, x) pixel size of the file, in grid units (metres)."""
+    add: float = 0.0
+    """Added to DN before dividing (the SAFE ``*_ADD_OFFSET``)."""
+    divisor: float = 10000.0
+    """DN divisor (the SAFE quantification value, or ``1 / scale``)."""
+    nodata: float | None = 0.0
+    """DN that marks missing data (becomes NaN)."""
+
+
+def normalize_chunks(chunks: int | tuple[int, int]) -> tuple[int, int]:
+    """``2048`` or ``(1024, 2048)`` -> ``(y, x)`` chunk sizes, validated."""
+    pair = (chunks, chunks) if isinstance(chunks, (int, np.integer)) else tuple(chunks)
+    if len(pair) != 2 or not all(isinstance(c, (int, np.integer)) and c > 0 for c in pair):
+        raise InvalidParameterError(
+            f"chunks is {chunks!r}; expected a positive int or a (y, x) pair of positive ints, e.g. 2048."
+        )
+    return int(pair[0]), int(pair[1])
+
+
+def resample_indices(
+    t0: int, t1: int, ratio: float, n: int, method: str
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Source rows (or cols) for target indices ``t0..t1-1`` along one axis.
+
+    ``ratio`` is target pixel size / source pixel size (0.5 when a 20 m band goes to a
+    10 m grid), ``n`` the source length.  Returns ``(s0, s1, idx, w)``: the source window
+    ``[s0, s1)`` to read, and per target index either the nearest source index (``w``
+    empty), the left neighbour and its interpolation weight (bilinear), or the start of
+    each averaged segment (average); indices are relative to ``s0``.
+    """
+    t = np.arange(t0, t1, dtype=np.float64)
+    if method == "average" and ratio > 1:
+        starts = np.clip(np.floor(t * ratio + 1e-9).astype(np.int64), 0, n - 1)
+        ends = np.clip(np.floor((t + 1) * ratio + 1e-9).astype(np.int64), 1, n)
+        ends = np.maximum(ends, starts + 1)
+        s0, s1 = int(starts[0]), int(ends[-1])
+        return s0, s1, starts - s0, (ends - starts).astype(np.float32)
+    if method == "bilinear":
+        s = np.clip((t + 0.5) * ratio - 0.5, 0, n - 1)
+        i0 = np.clip(np.floor(s).astype(np.int64), 0, max(n - 2, 0))
+        w = (s - i0).astype(np.float32)
+        s0, s1 = int(i0[0]), int(min(i0[-1] + 2, n))
+        return s0, s1, i0 - s0, w
+    idx = np.clip(np.floor((t + 0.5) * ratio + 1e-9).astype(np.int64), 0, n - 1)
+    s0, s1 = int(idx[0]), int(idx[-1] + 1)
+    return s0, s1, idx - s0, np.empty(0, np.float32)
+
+
+def _apply(a: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray, method: str, ratio: float) -> np.ndarray:
+    """Resample ``a`` along ``axis`` with what :func:`resample_indices` returned."""
+    if method == "average" and ratio > 1:
+        sums = np.add.reduceat(a, idx, axis=axis)
+        shape = [1, 1]
+        shape[axis] = -1
+        return sums / w.reshape(shape)
+    if method == "bilinear":
+        n = a.shape[axis]
+        lo = np.take(a, idx, axis=axis)
+        hi = np.take(a, np.minimum(idx + 1, n - 1), axis=axis)
+        shape = [1, 1]
+        shape[axis] = -1
+        w = w.reshape(shape)
+        return np.where(w == 0, lo, lo + w * (hi - lo))
+    return np.take(a, idx, axis=axis)
+
+
+def _read_window(src: BandSource, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Read ``src``'s DN in the window and return float32 reflectance (nodata -> NaN, clipped to [0, 1])."""
+    window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
+    try:
+        with rasterio.open(src.path) as ds:
+            dn = ds.read(src.index, window=window)
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        raise CorruptDataError(
+            f"Cannot read rows {rows[0]}:{rows[1]}, cols {cols[0]}:{cols[1]} of {src.path} ({exc}); "
+            "the file is truncated or corrupt. Download the product again."
+        ) from exc
+    out = (dn.astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
+    if src.nodata is not None and not math.isnan(src.nodata):
+        out[dn == src.nodata] = np.nan
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+class LazyReflectance:
+    """An array-like ``(band, y, x)`` float32 reflectance cube that reads windows on demand.
+
+    Meant for :func:`dask.array.from_array`: ``reader[b, y0:y1, x0:x1]`` reads exactly the
+    windows of the band files that cover those target pixels.
+    """
+
+    dtype = np.dtype("float32")
+    ndim = 3
+
+    def __init__(
+        self,
+        sources: tuple[BandSource, ...],
+        shape: tuple[int, int],
+        res: tuple[float, float],
+        method: str = "nearest",
+    ) -> None:
+        if method not in RESAMPLING:
+            raise InvalidParameterError(f"resampling is {method!r}; expected one of {', '.join(RESAMPLING)}.")
+        self.sources, self.grid_shape, self.res, self.method = (
+            tuple(sources),
+            tuple(shape),
+            tuple(res),
+            method,
+        )
+        self.shape = (len(self.sources), *self.grid_shape)
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        bands, rows, cols = (k if isinstance(k, slice) else slice(k, k + 1) for k in key)
+        r0, r1, _ = rows.indices(self.shape[1])
+        c0, c1, _ = cols.indices(self.shape[2])
+        chosen = self.sources[bands]
+        out = np.empty((len(chosen), max(r1 - r0, 0), max(c1 - c0, 0)), np.float32)
+        if out.size:
+            for i, src in enumerate(chosen):
+                out[i] = self._band_block(src, r0, r1, c0, c1)
+        return out
+
+    def _band_block(self, src: BandSource, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        ry, rx = self.res[0] / src.res[0], self.res[1] / src.res[1]
+        if math.isclose(ry, 1.0) and math.isclose(rx, 1.0) and r1 <= src.shape[0] and c1 <= src.shape[1]:
+            return _read_window(src, (r0, r1), (c0, c1))
+        ys0, ys1, yi, yw = resample_indices(r0, r1, ry, src.shape[0], self.method)
+        xs0, xs1, xi, xw = resample_indices(c0, c1, rx, src.shape[1], self.method)
+        block = _read_window(src, (ys0, ys1), (xs0, xs1))
+        block = _apply(block, 0, yi, yw, self.method, ry)
+        return _apply(block, 1, xi, xw, self.method, rx).astype(np.float32, copy=False)
+
+
+def check_readable(path: str, *, probe: bool = True) -> tuple[tuple[int, int], tuple[float, float], int, str]:
+    """Open ``path`` with rasterio; return ``((rows, cols), (yres, xres), count, dtype)``.
+
+    With ``probe`` the last pixel is decoded too, which catches truncated JPEG 2000
+    files (their header is at the start, the last tile at the end) at open time.
+    """
+    try:
+        with rasterio.open(path) as ds:
+            shape, count, dtype = (ds.height, ds.width), ds.count, ds.dtypes[0]
+            res = (abs(ds.transform.e), abs(ds.transform.a))
+            if probe:
+                ds.read(1, window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        raise CorruptDataError(
+            f"Cannot decode {path} ({exc}); expected a readable raster. The file is empty, truncated or "
+            "corrupt; download the product again."
+        ) from exc
+    return shape, res, count, dtype
+
+
+def to_dataarray(
+    reader: LazyReflectance,
+    *,
+    band_names: tuple[str, ...],
+    transform: Affine,
+    crs: str,
+    chunks: int | tuple[int, int],
+    attrs: dict[str, object],
+    token: object,
+) -> xr.DataArray:
+    """Wrap ``reader`` as the reader contract: lazy ``(band, y, x)`` with coords, CRS and transform."""
+    cy, cx = normalize_chunks(chunks)
+    name = "s2mask-read-" + tokenize(
+        token, reader.sources, reader.grid_shape, reader.res, reader.method, cy, cx
+    )
+    data = da.from_array(
+        reader,
+        chunks=(reader.shape[0], cy, cx),
+        name=name,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    rows, cols = reader.grid_shape
+    x = transform.c + (np.arange(cols) + 0.5) * transform.a
+    y = transform.f + (np.arange(rows) + 0.5) * transform.e
+    arr = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": list(band_names), "y": y, "x": x},
+        attrs=dict(attrs),
+        name="reflectance",
+    )
+    arr = arr.rio.write_crs(crs)
+    return arr.rio.write_transform(transform)

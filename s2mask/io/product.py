@@ -1,0 +1,112 @@
+"""``open_product``: one entry point for every local product s2mask reads.
+
+Dispatch by what the path is:
+
+* a ``.SAFE`` folder (or any folder holding ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``),
+  or that metadata file itself -> :func:`s2mask.io.safe.open_safe`;
+* a ``.zip`` -> a zipped SAFE, read in place through ``/vsizip/``;
+* a GeoTIFF / COG (``.tif``, ``.tiff``, or anything GDAL opens as GTiff/VRT) or a
+  ``/vsi...`` path -> :func:`s2mask.io.geotiff.open_geotiff`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import rasterio
+import xarray as xr
+
+from s2mask.errors import ProductFormatError, ProductNotFoundError
+from s2mask.io._lazy import check_readable
+from s2mask.io.geotiff import open_geotiff
+from s2mask.io.safe import open_safe
+
+__all__ = ["open_product", "product_kind"]
+
+_TIFF_SUFFIXES = {".tif", ".tiff", ".gtiff", ".vrt"}
+_TIFF_DRIVERS = {"GTiff", "COG", "VRT"}
+
+
+def product_kind(path: str | os.PathLike[str]) -> str:
+    """``"safe"``, ``"safe-zip"`` or ``"geotiff"`` for ``path``, or raise why it is none of them."""
+    text = str(path)
+    if text.startswith("/vsi"):
+        return "geotiff"
+    p = Path(text).expanduser()
+    if not p.exists():
+        raise ProductNotFoundError(f"The product {p} does not exist; check the path.")
+    if p.is_dir():
+        if (
+            (p / "MTD_MSIL1C.xml").is_file()
+            or (p / "MTD_MSIL2A.xml").is_file()
+            or p.suffix.upper() == ".SAFE"
+        ):
+            return "safe"
+        raise ProductFormatError(
+            f"The folder {p} is not a Sentinel-2 .SAFE product (no MTD_MSIL1C.xml or MTD_MSIL2A.xml inside); "
+            "pass a .SAFE folder, a zipped .SAFE or a GeoTIFF."
+        )
+    if p.name in ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml"):
+        return "safe"
+    if p.suffix.lower() == ".zip":
+        return "safe-zip"
+    if p.suffix.lower() in _TIFF_SUFFIXES:
+        return "geotiff"
+    check_readable(str(p), probe=False)
+    with rasterio.open(p) as ds:
+        driver = ds.driver
+    if driver in _TIFF_DRIVERS:
+        return "geotiff"
+    raise ProductFormatError(
+        f"{p} is a {driver} raster; s2mask reads .SAFE folders, zipped .SAFE products and GeoTIFF/COG files. "
+        "Pass the whole .SAFE product rather than one of its band files, or convert to GeoTIFF."
+    )
+
+
+def open_product(
+    path: str | os.PathLike[str],
+    *,
+    bands: tuple[str, ...] | list[str] | None = None,
+    resolution: int = 10,
+    resampling: str = "nearest",
+    chunks: int | tuple[int, int] = 2048,
+    scale: float | None = None,
+    offset: float | None = None,
+    band_names: tuple[str, ...] | list[str] | None = None,
+) -> xr.DataArray:
+    """Open a SAFE folder, zipped SAFE or GeoTIFF as lazy reflectance: the s2mask reader contract.
+
+    Returns a dask-backed float32 ``xr.DataArray`` with dims ``("band", "y", "x")``: band
+    coordinates are ESA names (``bands`` in that order, or every band the product has in
+    ESA order), ``y``/``x`` pixel centres; reflectance in [0, 1] with nodata as NaN; chunked
+    ``(all bands, chunks, chunks)``; ``.rio.crs`` and ``.rio.transform()`` set; attrs
+    ``product_id``, ``level`` (``"L1C"``, ``"L2A"`` or None), ``processing_baseline`` and
+    ``source``.  Nothing but metadata and file headers is read until the array is computed.
+
+    ``scale``, ``offset`` and ``band_names`` describe GeoTIFF inputs and are ignored for
+    SAFE products, whose metadata carries their own scaling and band names.
+
+    Raises:
+        ProductNotFoundError: ``path`` does not exist.
+        ProductFormatError: ``path`` is not a product s2mask reads.
+        CorruptDataError: a file of the product is empty, truncated or corrupt.
+        BandMismatchError: a requested band is not in the product.
+        InvalidParameterError: ``resolution``, ``resampling`` or ``chunks`` is invalid.
+    """
+    kind = product_kind(path)
+    if kind == "geotiff":
+        return open_geotiff(
+            path,
+            bands=bands,
+            resolution=resolution,
+            resampling=resampling,
+            chunks=chunks,
+            scale=scale,
+            offset=offset,
+            band_names=band_names,
+        )
+    p = Path(path).expanduser()
+    if p.is_file() and p.suffix.lower() == ".xml":
+        p = p.parent
+    return open_safe(p, bands=bands, resolution=resolution, resampling=resampling, chunks=chunks)
