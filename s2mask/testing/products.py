@@ -247,7 +247,7 @@ def _write_bands(
             offset=spec.offset,
             nodata=block_any(missing, factor),
         )
-        _write_jp2(path, dn, spec.crs, spec.transform * Affine.scale(factor))
+        _write_jp2(path, dn, spec.crs, spec.transform @ Affine.scale(factor))
         written.append(str(path.relative_to(root).with_suffix("")))
     return written
 
