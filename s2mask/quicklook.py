@@ -1,0 +1,277 @@
+"""Quick-look PNGs: a true-colour thumbnail with the cloud mask drawn over it and a legend.
+
+The image is built from a downsampled copy so a full tile never comes into memory at
+full resolution: the reflectance is block-averaged (``coarsen(...).mean()``) and the mask
+is reduced to the most frequent value of each block (a lazy *mode*: one
+``coarsen(...).sum()`` per class, then ``argmax``), both computed in one dask pass.
+
+Colours: the true colour (B04, B03, B02) is stretched between the 2nd and 98th
+percentile of the clear pixels (of all valid pixels when under 1 % are clear), so the
+ground stays readable and clouds saturate to white (``stretch="percentile"``) or multiplied by a gain
+(``stretch="gain"``, 3.5 by default), then gamma-corrected.  Cloud is tinted magenta,
+shadow amber (both semi-transparent), nodata is darkened; clear pixels are left as they
+are.  A legend strip below the image names the classes with their share of the valid
+pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+from PIL import Image, ImageDraw, ImageFont
+
+from s2mask._atomic import atomic_output, check_target
+from s2mask.errors import InvalidParameterError
+
+__all__ = ["OVERLAY", "OverlayStyle", "write_quicklook"]
+
+_RGB = ("B04", "B03", "B02")
+_NODATA = 255
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How one mask value is drawn over the image."""
+
+    label: str
+    """Legend text."""
+    colour: tuple[int, int, int]
+    """RGB overlay colour."""
+    alpha: float
+    """Opacity of the overlay, 0 (invisible) to 1 (opaque)."""
+
+
+OVERLAY: Mapping[int, OverlayStyle] = {
+    0: OverlayStyle("clear", (46, 139, 87), 0.0),
+    1: OverlayStyle("cloud", (255, 0, 255), 0.45),
+    2: OverlayStyle("shadow", (255, 176, 0), 0.55),
+    _NODATA: OverlayStyle("nodata", (0, 0, 0), 0.8),
+}
+"""Mask value -> overlay style (clear is not tinted; its swatch shows its map colour)."""
+
+_LEGEND_BG = (24, 24, 24)
+_LEGEND_FG = (235, 235, 235)
+
+
+def _true_colour(rgb: xr.DataArray) -> xr.DataArray:
+    """The (3, y, x) red, green, blue bands of ``rgb`` as float32 reflectance."""
+    if not isinstance(rgb, xr.DataArray) or rgb.ndim != 3:
+        raise InvalidParameterError(
+            f"write_quicklook() got {type(rgb).__name__} with shape {getattr(rgb, 'shape', '?')}; "
+            'expected an xr.DataArray ("band", "y", "x") holding B04, B03 and B02 (or exactly 3 bands).'
+        )
+    lead = rgb.dims[0]
+    names = [str(v) for v in rgb.coords[lead].values] if lead in rgb.coords else []
+    if all(b in names for b in _RGB):
+        out = rgb.sel({lead: list(_RGB)})
+    elif rgb.shape[0] == 3:
+        out = rgb
+    else:
+        raise InvalidParameterError(
+            f"The image for the quick-look has bands {names or rgb.shape[0]}; expected B04, B03 and "
+            "B02 among them (or exactly 3 bands in red, green, blue order). Load the RGB bands."
+        )
+    if out.dtype.kind in "iu":  # digital numbers: the Sentinel-2 quantification value
+        return out.astype(np.float32) / np.float32(10000.0)
+    return out.astype(np.float32)
+
+
+def _factor(shape: tuple[int, int], max_size: int) -> int:
+    return max(1, math.ceil(max(shape) / max_size))
+
+
+def _coarse_mode_index(mask: xr.DataArray, f: int, values: tuple[int, ...]) -> xr.DataArray:
+    """Lazy index into ``values`` of each ``f`` x ``f`` block's most frequent value (ties: first)."""
+    ydim, xdim = mask.dims[-2:]
+    counts = [
+        (mask == v).astype(np.float32).coarsen({ydim: f, xdim: f}, boundary="pad").sum() for v in values
+    ]
+    return xr.concat(counts, dim="value").argmax("value").astype(np.uint8)
+
+
+def _downsample(
+    rgb: xr.DataArray, mask: xr.DataArray | None, f: int, scheduler: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Block-mean of ``rgb`` and block-mode of ``mask``, computed together."""
+    ydim, xdim = rgb.dims[-2:]
+    small = rgb if f == 1 else rgb.coarsen({ydim: f, xdim: f}, boundary="pad").mean()
+    if mask is None:
+        (img,) = dask.compute(small.data, scheduler=scheduler)
+        return np.asarray(img), None
+    values = tuple(OVERLAY)
+    reduced = mask.astype(np.uint8) if f == 1 else _coarse_mode_index(mask, f, values)
+    img, red = dask.compute(small.data, reduced.data, scheduler=scheduler)
+    red = np.asarray(red)
+    if f > 1:
+        red = np.asarray(values, dtype=np.uint8)[red]
+    return np.asarray(img), red
+
+
+def _stretch(
+    rgb: np.ndarray,
+    valid: np.ndarray,
+    reference: np.ndarray,
+    *,
+    stretch: str,
+    gain: float,
+    gamma: float,
+    percentiles: tuple[float, float],
+) -> np.ndarray:
+    """(3, h, w) reflectance -> (h, w, 3) uint8; percentiles are taken over ``reference`` pixels."""
+    x = np.nan_to_num(rgb, nan=0.0)
+    if stretch == "percentile":
+        sample = x[:, reference]
+        if sample.size:
+            lo, hi = np.percentile(sample, percentiles)
+        else:
+            lo, hi = 0.0, 1.0
+        x = (x - lo) / max(hi - lo, 1e-6)
+    elif stretch == "gain":
+        x = x * gain
+    else:
+        raise InvalidParameterError(f"stretch={stretch!r}; expected 'percentile' or 'gain'.")
+    x = np.clip(x, 0.0, 1.0) ** (1.0 / gamma)
+    x[:, ~valid] = 0.0
+    return np.round(x * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def _overlay(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = img.astype(np.float32)
+    for value, style in OVERLAY.items():
+        if style.alpha <= 0:
+            continue
+        sel = mask == value
+        out[sel] = out[sel] * (1 - style.alpha) + np.asarray(style.colour, np.float32) * style.alpha
+    return np.round(out).astype(np.uint8)
+
+
+def _font(width: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    size = int(min(16, max(10, width // 45)))
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _legend(width: int, entries: list[tuple[OverlayStyle, str]]) -> Image.Image:
+    """A strip of coloured swatches and labels, wrapped to ``width``."""
+    font = _font(width)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    ascent = probe.textbbox((0, 0), "Ag", font=font)[3]
+    sw, pad, row_h = ascent, max(4, ascent // 2), ascent + max(6, ascent // 2)
+    items = []
+    for style, text in entries:
+        tw = int(probe.textlength(text, font=font))
+        items.append((style, text, sw + 4 + tw + 2 * pad))
+    rows: list[list] = [[]]
+    used = pad
+    for item in items:
+        if rows[-1] and used + item[2] > width:
+            rows.append([])
+            used = pad
+        rows[-1].append(item)
+        used += item[2]
+    strip = Image.new("RGB", (width, len(rows) * row_h + pad), _LEGEND_BG)
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        x, y = pad, pad // 2 + r * row_h + (row_h - sw) // 2
+        for style, text, w in row:
+            draw.rectangle((x, y, x + sw - 1, y + sw - 1), fill=style.colour, outline=_LEGEND_FG)
+            draw.text((x + sw + 4, y + sw // 2), text, fill=_LEGEND_FG, font=font, anchor="lm")
+            x += w
+    return strip
+
+
+def _fractions(mask: np.ndarray) -> dict[str, float | None]:
+    valid = mask != _NODATA
+    n = int(valid.sum())
+    out: dict[str, float | None] = {
+        s.label: (float((mask == v).sum()) / n if n else None) for v, s in OVERLAY.items() if v != _NODATA
+    }
+    out["nodata"] = float((~valid).mean()) if mask.size else None
+    return out
+
+
+def _label(name: str, frac: float | None) -> str:
+    return name if frac is None else f"{name} {100 * frac:.0f}%"
+
+
+def write_quicklook(
+    rgb: xr.DataArray,
+    mask: xr.DataArray | None,
+    path: str | os.PathLike[str],
+    *,
+    max_size: int = 1024,
+    overwrite: bool = False,
+    stretch: str = "percentile",
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    gain: float = 3.5,
+    gamma: float = 1.0,
+    fractions: Mapping[str, float | None] | None = None,
+    scheduler: Any = None,
+) -> Path:
+    """Write a PNG quick-look of ``rgb`` with ``mask`` overlaid and a legend; return its path.
+
+    Args:
+        rgb: lazy ``("band", "y", "x")`` reflectance holding B04, B03, B02 (or exactly three
+            bands in red, green, blue order); integer input is read as DN / 10000.
+        mask: ``("y", "x")`` uint8 mask (0 clear, 1 cloud, 2 shadow, 255 nodata) on the same
+            grid, or ``None`` for a plain true-colour image without legend.
+        path: output ``.png``; written atomically.
+        max_size: longest side of the image part in pixels (the image is block-averaged
+            by the smallest integer factor that fits; never upsampled).
+        overwrite: replace an existing ``path``; otherwise refused before any work.
+        stretch: ``"percentile"`` (``percentiles`` of the clear pixels, all bands together)
+            or ``"gain"`` (reflectance times ``gain``).
+        gamma: gamma applied after the stretch (``> 1`` brightens dark areas).
+        fractions: class fractions for the legend (e.g. ``mask_summary(...)["fractions"]``);
+            default: measured on the downsampled mask.
+        scheduler: dask scheduler for the downsampling.
+
+    The PNG is ``ceil(w / f)`` wide and ``ceil(h / f)`` plus the legend strip high.
+    """
+    target = check_target(path, overwrite=overwrite)
+    if max_size < 16:
+        raise InvalidParameterError(f"max_size={max_size}; expected at least 16 pixels.")
+    if gamma <= 0:
+        raise InvalidParameterError(f"gamma={gamma}; expected a positive number such as 1.0 or 1.5.")
+    colour = _true_colour(rgb)
+    if mask is not None:
+        if mask.ndim == 3 and mask.shape[0] == 1:
+            mask = mask.squeeze(mask.dims[0], drop=True)
+        if mask.shape != colour.shape[1:]:
+            raise InvalidParameterError(
+                f"The mask has shape {mask.shape} but the image is {colour.shape[1:]}; expected the "
+                "same grid. Pass the mask predicted from this image."
+            )
+    f = _factor(colour.shape[1:], max_size)
+    small, small_mask = _downsample(colour, mask, f, scheduler)
+    valid = np.isfinite(small).all(axis=0) & (np.nan_to_num(small) > 0).any(axis=0)
+    reference = valid  # the pixels the percentile stretch is fitted to
+    if small_mask is not None:
+        valid &= small_mask != _NODATA
+        clear = valid & (small_mask == 0)
+        reference = clear if clear.sum() >= max(1, 0.01 * valid.sum()) else valid
+    img = _stretch(small, valid, reference, stretch=stretch, gain=gain, gamma=gamma, percentiles=percentiles)
+    if small_mask is not None:
+        img = _overlay(img, small_mask)
+    picture = Image.fromarray(img)
+    if small_mask is not None:
+        fr = dict(fractions) if fractions is not None else _fractions(small_mask)
+        entries = [(s, _label(s.label, fr.get(s.label))) for s in OVERLAY.values()]
+        strip = _legend(picture.width, entries)
+        canvas = Image.new("RGB", (picture.width, picture.height + strip.height), _LEGEND_BG)
+        canvas.paste(picture, (0, 0))
+        canvas.paste(strip, (0, picture.height))
+        picture = canvas
+    with atomic_output(target, overwrite=overwrite, suffix=".png") as tmp:
+        picture.save(tmp, format="PNG")
+    return target
