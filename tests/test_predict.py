@@ -9,6 +9,8 @@ import pytest
 import torch
 import xarray as xr
 from dask.callbacks import Callback
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s2mask.bands import BAND_NAMES, DEFAULT_BANDS
 from s2mask.engine import Accumulator, count_windows, predict, predict_array
@@ -244,3 +246,51 @@ def test_cuda_matches_cpu(scene) -> None:
     assert (to_mask(xr.DataArray(a, dims=("class", "y", "x"))).values == 255).sum() == np.isnan(scene).all(
         axis=0
     ).sum()
+
+
+class WindowMeanModel:
+    """Cheap numpy model with spatial context: each pixel's output depends on its window's mean."""
+
+    bands, num_classes = ("B02", "B03"), 2
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        x = np.nan_to_num(batch)
+        ctx = x.mean(axis=(1, 2, 3), keepdims=True)
+        logit = 20.0 * (x[:, :1] - ctx) + 3.0 * x[:, 1:]
+        p = 1.0 / (1.0 + np.exp(-logit))
+        return np.concatenate([p, 1.0 - p], axis=1).astype(np.float32)
+
+
+@st.composite
+def chunkings(draw, length: int) -> tuple[int, ...]:
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, length - 1)), max_size=4))))
+    edges = [0, *[c for c in cuts if c < length], length]
+    return tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(4, 24), st.data())
+def test_any_chunking_equals_the_numpy_core(h: int, w: int, window: int, data) -> None:
+    overlap = data.draw(st.integers(0, (window - 1) // 2))
+    rng = np.random.default_rng(h * 100 + w)
+    img = rng.random((2, h, w), dtype=np.float32)
+    if data.draw(st.booleans()):
+        img[:, : h // 2, : w // 3] = np.nan
+    model = WindowMeanModel()
+    ref = predict_array(img, model, window=window, overlap=overlap, batch_size=3)
+    ys, xs = data.draw(chunkings(h)), data.draw(chunkings(w))
+    cube = make_cube(img, (ys, xs), bands=model.bands, crs=None)
+    got = predict(cube, model, window=window, overlap=overlap, chunks=(ys, xs), batch_size=2)
+    np.testing.assert_allclose(got.compute(scheduler="sync").values, ref, atol=1e-5)
+
+
+def test_to_mask_rejects_bad_input_and_keeps_argmax() -> None:
+    probs = xr.DataArray(
+        np.array([[[0.2, np.nan]], [[0.5, np.nan]], [[0.3, np.nan]]], np.float32), dims=("class", "y", "x")
+    )
+    assert to_mask(probs).values.tolist() == [[1, 255]]
+    assert to_mask(probs, nodata=9).values.tolist() == [[1, 9]]
+    with pytest.raises(InvalidParameterError, match="class"):
+        to_mask(probs.isel({"class": 0}))
+    with pytest.raises(InvalidParameterError, match="nodata"):
+        to_mask(probs, nodata=1)
