@@ -47,7 +47,7 @@ DEFAULT_DATE = datetime(2020, 1, 1, 10, 10, 31)
 
 L2A_RESOLUTION_BANDS: dict[int, tuple[str, ...]] = {
     10: ("B02", "B03", "B04", "B08"),
-    20: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12"),
+    20: ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12"),
     60: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12"),
 }
 """Which bands an L2A product holds in IMG_DATA/R10m, R20m and R60m (no B10 at L2A)."""
