@@ -486,6 +486,10 @@ def open_stac_item(
     info = parse_item(item, bands=bands, preset=preset)
     keys = [info.assets[b] for b in bands]
     check_href_schemes(item, keys, allowed_schemes)
+    # only the assets to read: odc-stac also matches band aliases ("blue" is band 3 of
+    # "visual" by eo:common_name), and which alias wins would depend on set ordering
+    item = item.clone()
+    item.assets = {k: item.assets[k] for k in keys}
     item = sign_item(item, preset)
 
     # the pixel grid: the bbox on the item's UTM grid, or the whole tile
@@ -592,6 +596,7 @@ def search_items(
     timeout: float = 30,
     retries: int = 3,
     backoff: float = 0.5,
+    page_size: int = 100,
     open_client: Callable[..., Any] | None = None,
 ) -> list[pystac.Item]:
     """Search ``collection`` at the STAC API ``url``; items sorted by datetime then id.
@@ -600,7 +605,8 @@ def search_items(
     it conforms to the query or filter extension and checked on the client in any case;
     items without ``eo:cloud_cover`` are dropped when ``max_cloud`` is given.  Timeouts,
     connection errors and 429/5xx answers are retried ``retries`` times with
-    exponential backoff.  ``limit`` caps the number of items.
+    exponential backoff.  ``limit`` caps the number of items; ``page_size`` is the
+    number asked for per request (further pages follow the API's ``next`` links).
 
     Raises:
         InvalidParameterError: bad bbox, date range, ``max_cloud`` or ``limit``.
@@ -626,7 +632,7 @@ def search_items(
             bbox=box.as_tuple(),
             datetime=dates.to_stac(),
             max_items=None if extra == {} and max_cloud is not None else limit,
-            limit=min(int(limit), 100) if limit else 100,
+            limit=min(int(limit), page_size) if limit else page_size,
             **extra,
         )
         found: list[pystac.Item] = []
