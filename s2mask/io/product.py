@@ -12,6 +12,7 @@ Dispatch by what the path is:
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import rasterio
@@ -49,7 +50,7 @@ def product_kind(path: str | os.PathLike[str]) -> str:
         )
     if p.name in ("MTD_MSIL1C.xml", "MTD_MSIL2A.xml"):
         return "safe"
-    if p.suffix.lower() == ".zip":
+    if p.suffix.lower() == ".zip" or zipfile.is_zipfile(p):
         return "safe-zip"
     if p.suffix.lower() in _TIFF_SUFFIXES:
         return "geotiff"
