@@ -1,0 +1,328 @@
+"""Click commands for training: ``train``, ``evaluate``, ``compare-bands``, ``make-synthetic``.
+
+The lead mounts :data:`train_cli`'s commands under ``s2mask``; ``python -m training``
+runs the group directly.  Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import click
+
+from s2mask.errors import S2MaskError
+
+__all__ = ["train_cli"]
+
+
+class _BandsType(click.ParamType):
+    name = "BANDS"
+
+    def convert(self, value, param, ctx):
+        from s2mask.bands import resolve_bands
+
+        try:
+            return resolve_bands(value)
+        except S2MaskError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _floats(value: str | None) -> tuple[float, ...] | None:
+    return tuple(float(v) for v in value.split(",")) if value else None
+
+
+def _run(fn):
+    try:
+        return fn()
+    except S2MaskError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def _taco_filter(label_type, bbox, region, cloud_cover, level):
+    if not any((label_type, bbox, region, cloud_cover, level)):
+        return None
+    from training.data.taco import TacoFilter
+
+    return TacoFilter.from_options(
+        label_type=label_type, bbox=bbox, region=region, cloud_cover=cloud_cover, level=level
+    )
+
+
+_filter_options = [
+    click.option(
+        "--label-type",
+        type=click.Choice(["high", "scribble", "nolabel"]),
+        default=None,
+        help="CloudSEN12 label type to keep.",
+    ),
+    click.option("--bbox", default=None, help="minx,miny,maxx,maxy in degrees (WGS84)."),
+    click.option("--region", default=None, help="Named region (e.g. mexico) or country bbox."),
+    click.option("--cloud-cover", default=None, help="min,max cloud cover in percent, e.g. 0,60."),
+    click.option("--level", type=click.Choice(["L1C", "L2A"]), default=None, help="Processing level."),
+]
+
+
+def _with_filters(f):
+    for opt in reversed(_filter_options):
+        f = opt(f)
+    return f
+
+
+@click.group(name="training")
+def train_cli() -> None:
+    """Train, evaluate and compare s2mask U-Nets."""
+
+
+@train_cli.command()
+@click.option(
+    "--data", "data", required=True, help="CloudSEN12 .tacozip/.tacocat/.taco, GeoTIFF pairs or shards."
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--bands", type=_BandsType(), default="s2-9", show_default=True, help="Preset or list.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--width", type=click.IntRange(2), default=16, show_default=True, help="U-Net width.")
+@click.option("--crop", type=click.IntRange(16), default=256, show_default=True, help="Crop size (px).")
+@click.option("--window-size", type=click.IntRange(16), default=None, help="Card window size (default crop).")
+@click.option("--flips/--no-flips", default=True, show_default=True)
+@click.option("--rotations/--no-rotations", default=True, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--class-weights", default=None, help="Comma list, one per class (e.g. 1,1,2).")
+@click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps per epoch cap.")
+@click.option(
+    "--log-every", type=click.IntRange(0), default=50, show_default=True, help="Print loss every N steps."
+)
+@click.option(
+    "--resume", type=click.Path(dir_okay=False), default=None, help="checkpoints/last.pth to continue."
+)
+@click.option("--init", default=None, help="Shipped model name or weights to fine-tune.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--name", default="s2mask-unet", show_default=True, help="Model name in the card.")
+@click.option("--training-data", default="", help="Description of the data for the card.")
+@click.option(
+    "--export",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the best model as .safetensors here.",
+)
+@_with_filters
+def train(
+    data,
+    out_dir,
+    bands,
+    epochs,
+    batch_size,
+    lr,
+    width,
+    crop,
+    window_size,
+    flips,
+    rotations,
+    seed,
+    class_weights,
+    max_steps,
+    log_every,
+    resume,
+    init,
+    device,
+    threads,
+    name,
+    training_data,
+    export,
+    label_type,
+    bbox,
+    region,
+    cloud_cover,
+    level,
+) -> None:
+    """Train a U-Net; writes checkpoints, metrics log, curve and sample predictions."""
+    from training.augment import Augment
+    from training.loop import TrainConfig
+    from training.loop import train as run_train
+
+    cfg = TrainConfig(
+        data=data,
+        out_dir=out_dir,
+        bands=bands,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        width=width,
+        crop=crop,
+        window_size=window_size,
+        aug=Augment(flips=flips, rotations=rotations),
+        seed=seed,
+        class_weights=_floats(class_weights),
+        max_steps=max_steps,
+        log_every=log_every,
+        resume=resume,
+        init=init,
+        device=device,
+        threads=threads,
+        name=name,
+        training_data=training_data,
+        command=" ".join(shlex.quote(a) for a in ["s2mask", "train", *sys.argv[2:]])
+        if len(sys.argv) > 1
+        else "",
+        filters=_taco_filter(label_type, bbox, region, cloud_cover, level),
+    )
+
+    def go():
+        res = run_train(cfg)
+        click.echo(f"best checkpoint: {res.best_checkpoint}\nfinal weights: {res.final_weights}")
+        if res.test:
+            click.echo(
+                f"test: accuracy {res.test['accuracy']} macro F1 {res.test['macro_f1']} "
+                f"macro IoU {res.test['macro_iou']}"
+            )
+        if export:
+            from training.export import export_weights
+
+            click.echo(f"exported: {export_weights(res.best_checkpoint, export)}")
+
+    _run(go)
+
+
+@train_cli.command("make-synthetic")
+@click.option("--shared-data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--train", "n_train", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--validation", "n_val", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--test", "n_test", type=click.IntRange(0), default=200, show_default=True)
+@click.option("--size", type=click.IntRange(32), default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_synthetic(shared_data, out_dir, n_train, n_val, n_test, size, seed) -> None:
+    """Write a synthetic cloud/shadow dataset over real clear backgrounds (npz shards)."""
+    from training.synthetic import SyntheticConfig, write_synthetic_dataset
+
+    counts = {"train": n_train, "validation": n_val, **({"test": n_test} if n_test else {})}
+    _run(
+        lambda: click.echo(
+            write_synthetic_dataset(
+                out_dir, shared_data, counts=counts, seed=seed, cfg=SyntheticConfig(size=size), progress=True
+            )
+        )
+    )
+
+
+@train_cli.command()
+@click.option("--weights", required=True, help="Shipped model name, .safetensors or checkpoint.")
+@click.option("--data", required=True, help="Labelled dataset (taco, GeoTIFF pairs or shards).")
+@click.option(
+    "--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write metrics here.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate only the first N samples.")
+@_with_filters
+def evaluate(
+    weights, data, split, json_out, device, limit, label_type, bbox, region, cloud_cover, level
+) -> None:
+    """Pixel accuracy, macro F1 / IoU, per-class IoU and confusion matrix of WEIGHTS on DATA."""
+    from training.evaluate import evaluate as run_eval
+    from training.evaluate import write_json
+    from training.metrics import format_table
+
+    def go():
+        m = run_eval(
+            weights,
+            data,
+            split=split,
+            device=device,
+            limit=limit,
+            filters=_taco_filter(label_type, bbox, region, cloud_cover, level),
+        )
+        click.echo(format_table(m, list(m.per_class_iou)))
+        if json_out:
+            write_json(m.to_dict(), json_out)
+        else:
+            click.echo(json.dumps(m.to_dict()))
+
+    _run(go)
+
+
+@train_cli.command("evaluate-scenes")
+@click.option("--weights", required=True, help="Shipped model name, .safetensors or checkpoint.")
+@click.option("--shared-data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
+@click.option("--device", default="auto", show_default=True)
+def evaluate_scenes(weights, shared_data, json_out, device) -> None:
+    """Accuracy on the real labelled scenes (ukis reference mask, s2cloudless cloud mask)."""
+    from s2mask.model import load_model
+    from training.evaluate import write_json
+    from training.real_scenes import evaluate_real_scenes
+
+    def go():
+        res = evaluate_real_scenes(load_model(weights, device=device), shared_data)
+        click.echo(json.dumps(res, indent=2))
+        if json_out:
+            write_json(res, json_out)
+
+    _run(go)
+
+
+@train_cli.command("compare-bands")
+@click.option("--data", required=True, help="Labelled dataset (taco, GeoTIFF pairs or shards).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--sets",
+    default="rgb;rgbn;s2-9",
+    show_default=True,
+    help="Band sets separated by ';' (presets or comma lists).",
+)
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--width", type=click.IntRange(2), default=16, show_default=True)
+@click.option("--crop", type=click.IntRange(16), default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-steps", type=click.IntRange(1), default=None)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None)
+@_with_filters
+def compare_bands(
+    data,
+    out_dir,
+    sets,
+    epochs,
+    batch_size,
+    lr,
+    width,
+    crop,
+    seed,
+    max_steps,
+    device,
+    threads,
+    label_type,
+    bbox,
+    region,
+    cloud_cover,
+    level,
+) -> None:
+    """Train one model per band set with identical settings; print the seed-style comparison table."""
+    from training.compare import compare_bands as run_compare
+    from training.compare import format_comparison
+    from training.loop import TrainConfig
+
+    base = TrainConfig(
+        data=data,
+        out_dir=out_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        width=width,
+        crop=crop,
+        seed=seed,
+        max_steps=max_steps,
+        device=device,
+        threads=threads,
+        filters=_taco_filter(label_type, bbox, region, cloud_cover, level),
+        log_every=0,
+    )
+    band_sets = tuple(s.strip() for s in sets.split(";") if s.strip())
+    _run(lambda: click.echo(format_comparison(run_compare(base, band_sets))))

@@ -1,0 +1,164 @@
+"""Accuracy of a model on the real labelled scenes in ``../shared/data``.
+
+* **ukis**: ``ukis_testscene/sentinel2.npz``, reflectance in B02,B03,B04,B08,B11,B12 with
+  a reference mask (0 shadow, 1-3 clear types, 4 cloud -> project {0:2, 1:0, 2:0, 3:0, 4:1}).
+  Bands the scene lacks are approximated (:func:`approximate_bands`: B05/B06/B07
+  linearly interpolated by wavelength between B04 and B08) and the report says so.
+* **s2cloudless**: ``s2cloudless_testscene/input_arrays.npz``, all 13 L1C bands with
+  the s2cloudless cloud mask (machine labels, cloud only): cloud IoU over the whole
+  scene and over rows 428: (never used as synthetic backgrounds), plus where the
+  predicted shadows sit (next to predicted clouds? on water?).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from s2mask.bands import BANDS
+from s2mask.errors import BandMismatchError, TrainingDataError
+from training.labels import remap_labels
+from training.metrics import confusion_matrix, metrics_from_confusion
+
+__all__ = [
+    "approximate_bands",
+    "predict_array",
+    "ukis_scene",
+    "evaluate_ukis",
+    "evaluate_s2cloudless",
+    "evaluate_real_scenes",
+    "UKIS_TO_PROJECT",
+    "S2CLOUDLESS_HELDOUT_ROW",
+]
+
+UKIS_TO_PROJECT = {0: 2, 1: 0, 2: 0, 3: 0, 4: 1}
+"""ukis-csmask reference classes -> project classes."""
+UKIS_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+S2CLOUDLESS_HELDOUT_ROW = 428
+"""Rows from here on were never used as synthetic-training backgrounds."""
+_S2C_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+
+def approximate_bands(have: dict[str, np.ndarray], want: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Stack ``want`` from ``have``; missing red-edge/NIR bands are interpolated by wavelength.
+
+    A missing band between two present bands is interpolated linearly in wavelength
+    (B05, B06, B07 from B04 and B08); a band outside the present range copies the
+    nearest present band.  Returns the (C, H, W) stack and the names approximated.
+    """
+    present = sorted(have, key=lambda b: BANDS[b].wavelength_nm)
+    waves = np.array([BANDS[b].wavelength_nm for b in present], float)
+    out, approx = [], []
+    for b in want:
+        if b in have:
+            out.append(have[b])
+            continue
+        if not present:
+            raise BandMismatchError(f"No band to approximate {b} from.")
+        w = BANDS[b].wavelength_nm
+        hi = int(np.searchsorted(waves, w))
+        if hi == 0 or hi == len(present):
+            out.append(have[present[min(hi, len(present) - 1)]])
+        else:
+            lo_b, hi_b = present[hi - 1], present[hi]
+            t = (w - waves[hi - 1]) / (waves[hi] - waves[hi - 1])
+            out.append((1 - t) * have[lo_b] + t * have[hi_b])
+        approx.append(b)
+    return np.stack(out).astype(np.float32), approx
+
+
+def predict_array(model, image: np.ndarray, *, tile: int = 512) -> np.ndarray:
+    """Class map (H, W) uint8 of reflectance ``image`` (C, H, W) with a loaded model.
+
+    Tiles of ``tile`` px with a 32 px overlap margin, so large scenes fit in memory.
+    """
+    c, h, w = image.shape
+    m = 32
+    out = np.zeros((h, w), np.uint8)
+    for r in range(0, h, tile):
+        for col in range(0, w, tile):
+            r0, c0 = max(0, r - m), max(0, col - m)
+            r1, c1 = min(h, r + tile + m), min(w, col + tile + m)
+            probs = model.predict_proba(image[None, :, r0:r1, c0:c1])[0]
+            cls = probs.argmax(0).astype(np.uint8)
+            rr, cc = min(h, r + tile), min(w, col + tile)
+            out[r:rr, col:cc] = cls[r - r0 : rr - r0, col - c0 : cc - c0]
+    return out
+
+
+def ukis_scene(shared_data: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The ukis scene as ``{band: (H, W) reflectance}`` and its project-class reference mask."""
+    path = Path(shared_data) / "ukis_testscene" / "sentinel2.npz"
+    if not path.exists():
+        raise TrainingDataError(f"{path} is absent; pass the folder that holds ukis_testscene/.")
+    with np.load(path) as d:
+        img, msk = d["img"], d["msk"][..., 0]
+    bands = {b: np.ascontiguousarray(img[..., i], dtype=np.float32) for i, b in enumerate(UKIS_BANDS)}
+    return bands, remap_labels(msk, UKIS_TO_PROJECT)
+
+
+def _water(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    return (green - nir) / np.maximum(green + nir, 1e-6) > 0.05
+
+
+def _shadow_placement(pred: np.ndarray, water: np.ndarray, reach: int = 60) -> dict:
+    """Share of predicted shadow pixels within ``reach`` px of a predicted cloud, and on water."""
+    shadow = pred == 2
+    n = int(shadow.sum())
+    if not n:
+        return {"shadow_pixels": 0, "shadow_near_cloud": None, "shadow_on_water": None}
+    near = ndimage.binary_dilation(pred == 1, iterations=reach)
+    return {
+        "shadow_pixels": n,
+        "shadow_near_cloud": round(float((shadow & near).sum() / n), 4),
+        "shadow_on_water": round(float((shadow & water).sum() / n), 4),
+    }
+
+
+def evaluate_ukis(model, shared_data: str | Path) -> dict:
+    """3-class metrics on the ukis scene (missing bands approximated and listed)."""
+    have, ref = ukis_scene(shared_data)
+    x, approx = approximate_bands(have, tuple(model.bands))
+    pred = predict_array(model, x)
+    m = metrics_from_confusion(confusion_matrix(ref, pred, 3), ("clear", "cloud", "shadow"))
+    return {
+        **m.to_dict(),
+        "approximated_bands": approx,
+        **_shadow_placement(pred, _water(have["B03"], have["B08"])),
+    }
+
+
+def evaluate_s2cloudless(model, shared_data: str | Path) -> dict:
+    """Cloud IoU against the s2cloudless mask (whole scene and held-out rows) and shadow placement."""
+    path = Path(shared_data) / "s2cloudless_testscene" / "input_arrays.npz"
+    if not path.exists():
+        raise TrainingDataError(f"{path} is absent; pass the folder that holds s2cloudless_testscene/.")
+    with np.load(path) as d:
+        img, ref = d["s2_im"][0], d["cl_mask"][0] > 0
+    have = {b: np.ascontiguousarray(img[..., i]) for i, b in enumerate(_S2C_BANDS)}
+    x, approx = approximate_bands(have, tuple(model.bands))
+    pred = predict_array(model, x)
+    cloud = pred == 1
+
+    def iou(a, b):
+        return round(float((a & b).sum() / max(1, (a | b).sum())), 4)
+
+    r = S2CLOUDLESS_HELDOUT_ROW
+    return {
+        "cloud_iou": iou(cloud, ref),
+        "cloud_iou_heldout_rows": iou(cloud[r:], ref[r:]),
+        "cloud_fraction_pred": round(float(cloud.mean()), 4),
+        "cloud_fraction_s2cloudless": round(float(ref.mean()), 4),
+        "approximated_bands": approx,
+        **_shadow_placement(pred, _water(have["B03"], have["B08"])),
+    }
+
+
+def evaluate_real_scenes(model, shared_data: str | Path) -> dict:
+    """Both evaluations, keyed ``ukis`` and ``s2cloudless``."""
+    return {
+        "ukis": evaluate_ukis(model, shared_data),
+        "s2cloudless": evaluate_s2cloudless(model, shared_data),
+    }
