@@ -559,7 +559,9 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip().replace("\n", " ")
     if len(text) > 300:
         text = text[:300] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    name = f"HTTP {status}" if status else type(exc).__name__
+    return f"{name}: {text}" if text else name
 
 
 def _server_filter(client: Any, max_cloud: float) -> dict[str, Any]:
