@@ -1,0 +1,207 @@
+"""The ``s2mask`` command line: a thin click shell over the public API.
+
+Heavy imports happen inside commands so ``s2mask --help`` is instant.  Every
+:class:`~s2mask.errors.S2MaskError` becomes one line on stderr and exit code 1;
+usage errors exit with 2; ``--debug`` shows the traceback.  Environment
+variables (``DASK_SCHEDULER_ADDRESS``) are read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from s2mask import __version__
+from s2mask.errors import S2MaskError
+
+DEBUG = {"on": False}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands from other modules are imported only when used."""
+
+    lazy = {
+        "train": "training.cli:train",
+        "evaluate": "training.cli:evaluate",
+        "compare-bands": "training.cli:compare_bands",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+class ResolutionType(click.ParamType):
+    name = "10|20|60"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        try:
+            res = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a resolution; use 10, 20 or 60 (metres).", param, ctx)
+        if res not in (10, 20, 60):
+            self.fail(f"{res} m is not a Sentinel-2 grid; use 10, 20 or 60.", param, ctx)
+        return res
+
+
+class BandsType(click.ParamType):
+    name = "BANDS"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        from s2mask.bands import resolve_bands
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return resolve_bands(value)
+        except S2MaskError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="s2mask")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+def cli(debug: bool) -> None:
+    """Cloud and cloud-shadow masks and cloud-free composites for Sentinel-2."""
+    DEBUG["on"] = debug
+
+
+def model_options(f):  # noqa: ANN001, ANN201
+    """Options shared by commands that run the model."""
+    options = [
+        click.option("--model", "model_name", default="s2-9", show_default=True,
+                     help="Shipped model name (s2-9, rgbn)."),
+        click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                     help="A weights file (.safetensors or a training checkpoint); overrides --model."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+                     show_default=True, help="Compute device; auto picks CUDA, then MPS, then CPU."),
+        click.option("--threads", type=click.IntRange(1, 256), default=None,
+                     help="Torch threads per process (default: all available cores)."),
+        click.option("--window", type=click.IntRange(32, 4096), default=None,
+                     help="Window size in px (default: the model card's)."),
+        click.option("--overlap", type=click.IntRange(0, 2048), default=None, help="Window overlap in px."),
+        click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+                     help="Windows per model call."),
+        click.option("--chunks", type=click.IntRange(256, 16384), default=2048, show_default=True,
+                     help="Dask chunk size in px (bounds memory)."),
+        click.option("--resolution", type=ResolutionType(), default=10, show_default=True,
+                     help="Output grid in metres."),
+        click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS",
+                     help="Address of a dask.distributed scheduler to run on (or DASK_SCHEDULER_ADDRESS)."),
+        click.option("--workers", type=click.IntRange(1, 512), default=None,
+                     help="Start a local Dask cluster with this many worker processes."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _load_model(model_name: str, weights: str | None, device: str, threads: int | None):  # noqa: ANN202
+    from s2mask.model import load_model, set_threads
+
+    set_threads(threads)
+    return load_model(weights or model_name, device=device)
+
+
+def _cluster(scheduler: str | None, workers: int | None, weights: str, device: str, threads: int | None):  # noqa: ANN202
+    if not scheduler and not workers:
+        return None
+    from s2mask.engine.cluster import connect
+
+    return connect(scheduler=scheduler, workers=workers, weights=weights, device=device, threads=threads)
+
+
+@cli.command()
+@click.argument("products", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Mask path (one product) or output folder (several products).")
+@model_options
+@click.option("--bands", type=BandsType(), default=None,
+              help="Band names of a GeoTIFF input in file order (e.g. B02,B03,B04,B08), when the file lacks them.")
+@click.option("--scale", type=float, default=None, help="GeoTIFF input: reflectance = DN*scale + offset (1e-4).")
+@click.option("--offset", type=float, default=None, help="GeoTIFF input offset (0).")
+@click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
+              help="How 20/60 m bands reach the grid.")
+@click.option("--probabilities", is_flag=True, help="Also write per-class probabilities (uint8 0-100).")
+@click.option("--no-quicklook", is_flag=True, help="Skip the quick-look PNG.")
+@click.option("--resume", is_flag=True, help="Skip products whose mask already exists and validates.")
+def run(products, output, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
+        scheduler, workers, quiet, overwrite, bands, scale, offset, resampling, probabilities, no_quicklook,
+        resume) -> None:  # noqa: ANN001
+    """Mask clouds and shadows in PRODUCTS (.SAFE folders, zipped .SAFE, GeoTIFF) into COGs.
+
+    \b
+    s2mask run S2B_MSIL2A_...SAFE -o mask.tif
+    s2mask run data/*.SAFE -o masks/ --resume
+    """
+    from s2mask.run import RunOptions, run_many, run_product
+
+    model = _load_model(model_name, weights, device, threads)
+    options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
+                         chunks=chunks, resampling=resampling, bands=bands, scale=scale, offset=offset,
+                         probabilities=probabilities, quicklook=not no_quicklook, overwrite=overwrite,
+                         progress=not quiet)
+    client = _cluster(scheduler, workers, weights or model_name, device, threads)
+    try:
+        if len(products) == 1 and output.suffix.lower() in {".tif", ".tiff"}:
+            result = run_product(products[0], output, model=model, options=options)
+            _echo_result(result, quiet)
+            return
+        report = run_many(products, output, model=model, options=options, resume=resume,
+                          on_error=lambda p, e: click.echo(f"failed: {p}: {e}", err=True))
+    finally:
+        if client is not None:
+            client.close()
+    for result in report.done:
+        _echo_result(result, quiet)
+    for path in report.skipped:
+        click.echo(f"skipped (exists and is valid): {path}")
+    if report.failed:
+        click.echo(f"{len(report.failed)} of {len(products)} products failed:", err=True)
+        for product, reason in report.failed:
+            click.echo(f"  {product}: {reason}", err=True)
+        sys.exit(1)
+
+
+def _echo_result(result, quiet: bool) -> None:  # noqa: ANN001
+    fr = result.summary.get("fractions", {})
+    line = f"{result.mask}"
+    if fr:
+        line += "  " + "  ".join(f"{k} {v:.1%}" for k, v in fr.items())
+    click.echo(line)
+
+
+def main() -> None:
+    """Console entry point: run the CLI, turning S2MaskError into one line and exit code 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except S2MaskError as exc:
+        if DEBUG["on"]:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; no partial output was left.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
