@@ -1,9 +1,9 @@
 """Quick-look PNGs: a true-colour thumbnail with the cloud mask drawn over it and a legend.
 
 The image is built from a downsampled copy so a full tile never comes into memory at
-full resolution: the reflectance is block-averaged (``coarsen(...).mean()``) and the mask
-is reduced to the most frequent value of each block (a lazy *mode*: one
-``coarsen(...).sum()`` per class, then ``argmax``), both computed in one dask pass.
+full resolution: the reflectance is averaged over f x f cells and the mask
+is reduced to the most frequent value of each block (a *mode*), both chunk by chunk
+(``map_blocks`` on chunks aligned to the reduction factor) in one dask pass.
 
 Colours: the true colour (B04, B03, B02) is stretched between the 2nd and 98th
 percentile of the clear pixels (of all valid pixels when under 1 % are clear), so the
@@ -16,6 +16,7 @@ pixels.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 from PIL import Image, ImageDraw, ImageFont
@@ -88,31 +90,81 @@ def _factor(shape: tuple[int, int], max_size: int) -> int:
     return max(1, math.ceil(max(shape) / max_size))
 
 
-def _coarse_mode_index(mask: xr.DataArray, f: int, values: tuple[int, ...]) -> xr.DataArray:
-    """Lazy index into ``values`` of each ``f`` x ``f`` block's most frequent value (ties: first)."""
-    ydim, xdim = mask.dims[-2:]
-    counts = [
-        (mask == v).astype(np.float32).coarsen({ydim: f, xdim: f}, boundary="pad").sum() for v in values
-    ]
-    return xr.concat(counts, dim="value").argmax("value").astype(np.uint8)
+def _aligned_chunks(chunks: tuple[int, ...], f: int) -> tuple[int, ...]:
+    """Chunk sizes close to ``chunks`` that are multiples of ``f`` (only the last may be ragged)."""
+    n, size = sum(chunks), max(f, round(max(chunks) / f) * f)
+    out = [size] * (n // size)
+    if n % size:
+        out.append(n % size)
+    return tuple(out)
+
+
+def _pad_to(block: np.ndarray, f: int, fill: float) -> np.ndarray:
+    ph, pw = -block.shape[-2] % f, -block.shape[-1] % f
+    if not (ph or pw):
+        return block
+    widths = [(0, 0)] * (block.ndim - 2) + [(0, ph), (0, pw)]
+    return np.pad(block, widths, constant_values=fill)
+
+
+def _cells(block: np.ndarray, f: int) -> np.ndarray:
+    """View ``(..., h, w)`` as ``(..., h/f, f, w/f, f)`` (``h``, ``w`` multiples of ``f``; no copy)."""
+    *lead, h, w = block.shape
+    return block.reshape(*lead, h // f, f, w // f, f)
+
+
+def _mean_block(block: np.ndarray, f: int) -> np.ndarray:
+    """NaN-ignoring mean of each ``f`` x ``f`` cell (NaN where a cell has no finite value)."""
+    cells = _cells(_pad_to(block.astype(np.float32, copy=False), f, np.nan), f)
+    count = np.isfinite(cells).sum(axis=(-3, -1))
+    total = np.nansum(cells, axis=(-3, -1), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+
+def _mode_block(block: np.ndarray, f: int, values: tuple[int, ...]) -> np.ndarray:
+    """Most frequent of ``values`` in each ``f`` x ``f`` cell (ties go to the first value)."""
+    fill = next(v for v in range(256) if v not in values)
+    cells = _cells(_pad_to(block, f, fill), f)
+    counts = np.stack([(cells == v).sum(axis=(-3, -1)) for v in values])
+    return np.asarray(values, dtype=np.uint8)[np.argmax(counts, axis=0)]
+
+
+def _block_reduce(arr: da.Array, f: int, fn: Any, dtype: Any) -> da.Array:
+    """Apply a cell reduction ``fn(block, f)`` over the last two axes, chunk by chunk.
+
+    The spatial chunks are first aligned to multiples of ``f`` so no cell straddles two
+    chunks; memory stays at a few chunks whatever the array's size.
+    """
+    if not isinstance(arr, da.Array):
+        arr = da.from_array(np.asarray(arr), chunks=(*arr.shape[:-2], 2048, 2048))
+    aligned = tuple(_aligned_chunks(c, f) for c in arr.chunks[-2:])
+    arr = arr.rechunk((*arr.chunks[:-2], *aligned))
+    out_chunks = (*arr.chunks[:-2], *(tuple(-(-c // f) for c in cs) for cs in aligned))
+    return arr.map_blocks(fn, f, dtype=dtype, chunks=out_chunks)
+
+
+def _coarse_mode(mask: Any, f: int, values: tuple[int, ...]) -> da.Array:
+    """Lazy per-cell mode of a ``(y, x)`` mask among ``values``."""
+    return _block_reduce(mask, f, functools.partial(_mode_fn, values=values), np.uint8)
+
+
+def _mode_fn(block: np.ndarray, f: int, *, values: tuple[int, ...]) -> np.ndarray:
+    return _mode_block(block, f, values)
 
 
 def _downsample(
     rgb: xr.DataArray, mask: xr.DataArray | None, f: int, scheduler: Any
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Block-mean of ``rgb`` and block-mode of ``mask``, computed together."""
-    ydim, xdim = rgb.dims[-2:]
-    small = rgb if f == 1 else rgb.coarsen({ydim: f, xdim: f}, boundary="pad").mean()
+    """Cell means of ``rgb`` and cell modes of ``mask`` (``f`` x ``f`` cells), computed in one pass."""
+    small = rgb.data if f == 1 else _block_reduce(rgb.data, f, _mean_block, np.float32)
     if mask is None:
-        (img,) = dask.compute(small.data, scheduler=scheduler)
+        (img,) = dask.compute(small, scheduler=scheduler)
         return np.asarray(img), None
-    values = tuple(OVERLAY)
-    reduced = mask.astype(np.uint8) if f == 1 else _coarse_mode_index(mask, f, values)
-    img, red = dask.compute(small.data, reduced.data, scheduler=scheduler)
-    red = np.asarray(red)
-    if f > 1:
-        red = np.asarray(values, dtype=np.uint8)[red]
-    return np.asarray(img), red
+    mask_data = mask.data.astype(np.uint8)
+    reduced = mask_data if f == 1 else _coarse_mode(mask_data, f, tuple(OVERLAY))
+    img, red = dask.compute(small, reduced, scheduler=scheduler)
+    return np.asarray(img), np.asarray(red)
 
 
 def _stretch(

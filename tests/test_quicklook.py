@@ -10,7 +10,7 @@ import xarray as xr
 from PIL import Image
 
 from s2mask.errors import InvalidParameterError, OutputExistsError
-from s2mask.quicklook import OVERLAY, _coarse_mode_index, write_quicklook
+from s2mask.quicklook import OVERLAY, _coarse_mode, _mean_block, write_quicklook
 
 H, W = 600, 900
 
@@ -80,13 +80,23 @@ def test_block_mode_matches_numpy():
     a = rng.choice(np.array([0, 1, 2, 255], np.uint8), size=(37, 50), p=[0.4, 0.3, 0.2, 0.1])
     values = (0, 1, 2, 255)
     f = 4
-    got = _coarse_mode_index(_dims(da.from_array(a, chunks=(10, 13)), ("y", "x")), f, values).values
+    got = _coarse_mode(da.from_array(a, chunks=(10, 13)), f, values).compute()
     assert got.shape == (10, 13)
     for i in range(10):
         for j in range(13):
             block = a[i * f : (i + 1) * f, j * f : (j + 1) * f]
             counts = [(block == v).sum() for v in values]
-            assert got[i, j] == int(np.argmax(counts))
+            assert got[i, j] == values[int(np.argmax(counts))]
+
+
+def test_cell_mean_ignores_nan_and_padding():
+    a = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
+    a[0, 0, 0] = np.nan
+    got = _mean_block(a, 3)
+    assert got.shape == (2, 2, 3)
+    assert got[0, 0, 0] == np.nanmean(a[0, :3, :3])
+    assert got[1, 1, 2] == a[1, 3:, 6:].mean()  # the ragged corner averages only real pixels
+    assert np.isnan(_mean_block(np.full((1, 2, 2), np.nan, np.float32), 2)).all()
 
 
 def test_refuses_existing_before_work_and_checks_grid(tmp_path, scene):
@@ -132,3 +142,34 @@ def test_real_cloudsen12_patch(tmp_path, shared_data):
     assert img.width == 255 and img.height > 255
     arr = np.asarray(img.convert("RGB"))[:255]
     assert arr.std() > 20  # a real picture, not a flat colour
+
+
+@pytest.mark.slow
+def test_full_tile_quicklook_stays_small_in_memory(tmp_path, shared_data):
+    import tracemalloc
+
+    from conftest import need
+
+    src = need(
+        shared_data
+        / "omnicloudmask_T19GBQ"
+        / "S2A_MSIL2A_20170725T142751_N9999_R053_T19GBQ_20240410T040247_expected_output.tif"
+    )
+    raw = rioxarray.open_rasterio(src, chunks={"band": 1, "y": 1280, "x": 1280}).squeeze("band", drop=True)
+    lut = np.array([0, 1, 1, 2] + [255] * 252, dtype=np.uint8)
+    mask = raw.copy(data=raw.data.map_blocks(lambda b: lut[b], dtype=np.uint8))
+    # a lazy 3 x 10980 x 10980 float32 image (1.4 GB if it were ever materialised)
+    rgb = xr.DataArray(
+        da.random.default_rng(0).random((3, 10980, 10980), chunks=(3, 1280, 1280), dtype=np.float32) * 0.3,
+        dims=("band", "y", "x"),
+    )
+    tracemalloc.start()
+    try:
+        out = write_quicklook(rgb, mask, tmp_path / "tile.png", scheduler="threads")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    full = 3 * 10980 * 10980 * 4
+    assert peak < full / 3, f"peak {peak / 1e6:.0f} MB; the full-resolution image is {full / 1e6:.0f} MB"
+    img = Image.open(out)
+    assert img.width == 999 and img.height > 999  # factor ceil(10980 / 1024) = 11
