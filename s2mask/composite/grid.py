@@ -46,7 +46,7 @@ class Grid:
                 f"The scene {name!r} has no CRS; expected a georeferenced cube "
                 "(write one with cube.rio.write_crs(...) or open the product with s2mask's readers)."
             )
-        return cls(CRS.from_user_input(crs), cube.rio.transform(), cube.rio.height, cube.rio.width)
+        return cls(CRS.from_user_input(crs), _transform_of(cube), cube.rio.height, cube.rio.width)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -78,6 +78,16 @@ class Grid:
         a, b = self.transform, other.transform
         px = max(self.resolution)
         return all(abs(u - v) <= tolerance * px for u, v in zip(a[:6], b[:6], strict=True))
+
+
+def _transform_of(cube: xr.DataArray) -> Affine:
+    """The affine transform from evenly spaced ``x``/``y`` pixel-centre coords (cheap), else rioxarray's."""
+    if "x" in cube.coords and "y" in cube.coords and cube.sizes["x"] > 1 and cube.sizes["y"] > 1:
+        x, y = cube["x"].values, cube["y"].values
+        dx, dy = (x[-1] - x[0]) / (len(x) - 1), (y[-1] - y[0]) / (len(y) - 1)
+        if np.allclose(np.diff(x), dx, rtol=1e-6) and np.allclose(np.diff(y), dy, rtol=1e-6):
+            return Affine(dx, 0.0, x[0] - dx / 2, 0.0, dy, y[0] - dy / 2)
+    return cube.rio.transform()
 
 
 def target_grid(
