@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_target",
+    "check_targets",
     "describe_os_error",
     "remove_temps",
     "temp_path_for",
@@ -89,6 +90,24 @@ def check_target(target: str | os.PathLike[str], *, overwrite: bool = False) -> 
             "Fix its permissions (chmod u+w) or choose another output folder."
         )
     return target
+
+
+def check_targets(targets: Iterable[str | os.PathLike[str] | None], *, overwrite: bool = False) -> list[Path]:
+    """:func:`check_target` for every output of a run (``None`` entries skipped), before any work.
+
+    All outputs are checked first so a run never computes for minutes and then stops at
+    its second output.  Two outputs at the same path are refused too.
+    """
+    checked = [check_target(t, overwrite=overwrite) for t in targets if t is not None]
+    seen: set[Path] = set()
+    for path in checked:
+        if path in seen:
+            raise OutputError(
+                f"Two outputs of the same run would be written to {path}; expected distinct paths. "
+                "Give each output its own file name."
+            )
+        seen.add(path)
+    return checked
 
 
 def describe_os_error(exc: BaseException, target: Path) -> str:

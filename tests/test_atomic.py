@@ -13,6 +13,7 @@ from s2mask._atomic import (
     atomic_write_bytes,
     atomic_write_text,
     check_target,
+    check_targets,
     temp_path_for,
 )
 from s2mask.errors import OutputError, OutputExistsError
@@ -121,3 +122,13 @@ def test_relative_path_resolved(tmp_path, monkeypatch):
     out = atomic_write_text("rel.txt", "x")
     assert out.is_absolute() and out == tmp_path / "rel.txt"
     assert os.path.exists(tmp_path / "rel.txt")
+
+
+def test_check_targets_all_before_work(tmp_path):
+    (tmp_path / "b.json").write_text("x")
+    ok = check_targets([tmp_path / "a.tif", None, tmp_path / "c.png"])
+    assert ok == [tmp_path / "a.tif", tmp_path / "c.png"]
+    with pytest.raises(OutputExistsError, match="b.json"):
+        check_targets([tmp_path / "a.tif", tmp_path / "b.json"])
+    with pytest.raises(OutputError, match="distinct"):
+        check_targets([tmp_path / "a.tif", tmp_path / "." / "a.tif"])

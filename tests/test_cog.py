@@ -86,6 +86,7 @@ def test_mask_cog_round_trip(tmp_path, mask_np, mask_da):
         tags = src.tags()
         assert {k: tags[k] for k in mask_tags()} == mask_tags()
         assert tags["CLASS_2"] == "shadow" and tags["CLASS_255"] == "nodata"
+        assert tags["TIFFTAG_SOFTWARE"].startswith("s2mask ")
         assert "1 cloud" in src.descriptions[0]
     assert _leftovers(tmp_path) == []
 
@@ -303,7 +304,7 @@ def test_processes_scheduler_writes_from_the_caller(tmp_path, mask_np, mask_da, 
         seen.append(len(keys) if isinstance(keys, list) else 1)
         return dask.get(dsk, keys, **kwargs)
 
-    monkeypatch.setattr(cog, "_DISTRIBUTED_IN_FLIGHT", 1)
+    monkeypatch.setattr(cog, "_BATCH_PER_CPU", 1)
     out = write_mask(mask_da, tmp_path / "m.tif", scheduler=my_get)
     assert seen and sum(seen) >= 9
     with rasterio.open(out) as src:
@@ -325,6 +326,24 @@ def test_distributed_client(tmp_path, mask_np, mask_da):
         with pytest.raises(RuntimeError, match="block failed"):
             write_mask(exploding, tmp_path / "bad.tif", scheduler=client)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif"]
+
+
+@pytest.mark.slow
+def test_processes_scheduler_and_process_cluster(tmp_path, mask_np, mask_da):
+    distributed = pytest.importorskip("distributed")
+    out = write_mask(mask_da, tmp_path / "p.tif", scheduler="processes")
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(1), mask_np)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        out = write_mask(mask_da, tmp_path / "d.tif", scheduler=client)
+    with rasterio.open(out) as src:
+        np.testing.assert_array_equal(src.read(1), mask_np)
+    assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.windows import Window
 
+from s2mask import __version__
 from s2mask._atomic import atomic_output, check_target, describe_os_error, remove_temps, temp_path_for
 from s2mask.errors import InvalidParameterError, OutputError, S2MaskError
 from s2mask.progress import Progress, progress_bar
@@ -90,8 +91,8 @@ _MASK_COLOURS: Mapping[int, tuple[int, int, int, int]] = {
     MASK_NODATA: (0, 0, 0, 0),  # nodata: transparent
 }
 
-_DISTRIBUTED_IN_FLIGHT = 8
-"""Blocks computed at once by the ``processes`` scheduler fallback, per worker."""
+_BATCH_PER_CPU = 8
+"""Blocks computed per batch and CPU when neither a local-threads nor a distributed scheduler runs."""
 
 
 def mask_colormap() -> dict[int, tuple[int, int, int, int]]:
@@ -325,7 +326,7 @@ def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None
     # other schedulers (processes, custom get): compute a few blocks at a time here, write them here
     blocks = _block_windows(arr)
     delayed = arr.to_delayed()
-    step = max(1, _DISTRIBUTED_IN_FLIGHT * (os.cpu_count() or 1))
+    step = max(1, _BATCH_PER_CPU * (os.cpu_count() or 1))
     for i in range(0, len(blocks), step):
         chunk = blocks[i : i + step]
         values = dask.compute(*[delayed[idx] for idx, _ in chunk], scheduler=scheduler)
@@ -512,8 +513,10 @@ def _write_staging(
             if descriptions:
                 for i, desc in enumerate(descriptions, start=1):
                     dst.set_band_description(i, str(desc))
-            if tags:
-                dst.update_tags(**{str(k): str(v) for k, v in tags.items()})
+            dst.update_tags(
+                **{"TIFFTAG_SOFTWARE": f"s2mask {__version__}"},
+                **{str(k): str(v) for k, v in (tags or {}).items()},
+            )
         except rasterio.errors.RasterioError as exc:
             raise OutputError(describe_os_error(exc, target)) from exc
         if isinstance(progress, bool) or progress is None:
