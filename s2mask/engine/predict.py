@@ -27,13 +27,15 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
-import dask
 import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from dask.highlevelgraph import HighLevelGraph
 
 from s2mask.engine.blend import Accumulator, combine, window_weight
 from s2mask.engine.windows import WindowGrid, resolve_window
@@ -251,13 +253,39 @@ def predict_array(
 # --------------------------------------------------------------------------- dask shell
 
 
-def _edges(sizes: Sequence[int]) -> list[int]:
-    return [0, *np.cumsum([int(s) for s in sizes]).tolist()]
-
-
 def _block_sizes(length: int, block: int) -> tuple[int, ...]:
     n, rest = divmod(length, block)
     return (block,) * n + ((rest,) if rest else ())
+
+
+@dataclass(frozen=True)
+class _AxisPlan:
+    """Blocks along one axis: their edges, the windows starting in each and the rows/cols each reads."""
+
+    edges: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+    ends: tuple[int, ...]
+    """End of the region block ``i`` reads: its core, or its last window's end (clipped)."""
+
+    @classmethod
+    def build(cls, sizes: Sequence[int], starts: np.ndarray, window: int, length: int) -> _AxisPlan:
+        edges = (0, *np.cumsum([int(s) for s in sizes]).tolist())
+        per_block = tuple(
+            tuple(int(s) for s in starts if a <= s < b) for a, b in zip(edges[:-1], edges[1:], strict=True)
+        )
+        ends = tuple(
+            min(max(b, (own[-1] + window) if own else b), length)
+            for b, own in zip(edges[1:], per_block, strict=True)
+        )
+        return cls(edges, per_block, ends)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def reaching(self, i: int) -> list[int]:
+        """Blocks whose windows reach into block ``i`` (always including ``i``)."""
+        lo = self.edges[i]
+        return [k for k in range(i + 1) if k == i or (self.starts[k] and self.ends[k] > lo)]
 
 
 def _output_chunks(
@@ -291,16 +319,98 @@ def _output_chunks(
     return out[0], out[1]
 
 
-def _stage_windows(region, origin, starts, grid, core, model, kw) -> tuple[Accumulator, np.ndarray]:
+def _assemble(pieces: list, *, y_cuts: list[slice], x_cuts: list[slice]) -> np.ndarray:
+    """Cut each input chunk to the region first, then join them: ``pieces[band][row][col]``."""
+    return np.block(
+        [
+            [[c[:, y_cuts[r], x_cuts[k]] for k, c in enumerate(row)] for r, row in enumerate(band)]
+            for band in pieces
+        ]
+    )
+
+
+def _stage_windows(
+    region: np.ndarray,
+    model: Model,
+    *,
+    origin: tuple[int, int],
+    starts: list[tuple[int, int]],
+    grid: WindowGrid,
+    core: tuple[int, int],
+    kw: dict[str, Any],
+) -> tuple[Accumulator, np.ndarray]:
+    """Stage 1 for one block: weighted window sums, and which pixels of the block hold data."""
     region = np.asarray(region, dtype=np.float32)
     valid = ~np.isnan(region[:, : core[0], : core[1]]).all(axis=0)
     return _window_sums(region, origin, starts, grid, model, **kw), valid
 
 
-def _stage_blend(parts, own, bounds, num_classes) -> np.ndarray:
+def _stage_blend(
+    parts: list[tuple[Accumulator, np.ndarray]],
+    own: tuple[Accumulator, np.ndarray],
+    *,
+    bounds: tuple[int, int, int, int],
+    num_classes: int,
+) -> np.ndarray:
+    """Stage 2 for one block: add the sums reaching into it, divide, NaN where no band has data."""
     probs = combine([p[0] for p in parts], bounds, num_classes).result()
     probs[:, ~own[1]] = np.nan
     return probs
+
+
+def _overlapping(edges: Sequence[int], lo: int, hi: int) -> tuple[list[int], list[slice]]:
+    """Indices of the chunks (by ``edges``) that overlap ``[lo, hi)``, and the part of each inside it."""
+    idx = [k for k in range(len(edges) - 1) if edges[k] < hi and edges[k + 1] > lo]
+    cuts = [slice(max(lo, edges[k]) - edges[k], min(hi, edges[k + 1]) - edges[k]) for k in idx]
+    return idx, cuts
+
+
+def _build_graph(
+    data: da.Array, grid: WindowGrid, py: _AxisPlan, px: _AxisPlan, model: Model, kw: dict[str, Any]
+) -> da.Array:
+    """The lazy probabilities as one dask graph layer of three task kinds per output block.
+
+    * ``region``: cut the input chunks a block needs (block plus halo) and join them;
+      a separate task, so reads and joins run in other threads while the model runs;
+    * ``windows`` (stage 1): the windows starting in the block -> weighted sums;
+    * ``blend`` (stage 2): the sums reaching into the block -> probabilities.
+
+    The model is one node of the graph that every ``windows`` task depends on, so a
+    distributed scheduler ships it once per worker rather than once per task.
+    """
+    token = uuid.uuid4().hex
+    model_key = f"s2mask-model-{token}"
+    region, windows, out = f"s2mask-region-{token}", f"s2mask-windows-{token}", f"s2mask-blend-{token}"
+    in_y = (0, *np.cumsum(data.chunks[1]).tolist())
+    in_x = (0, *np.cumsum(data.chunks[2]).tolist())
+    K = model.num_classes
+    layer: dict[Any, Any] = {model_key: model}
+    for i in range(len(py)):
+        rows, y_cuts = _overlapping(in_y, py.edges[i], py.ends[i])
+        for j in range(len(px)):
+            cols, x_cuts = _overlapping(in_x, px.edges[j], px.ends[j])
+            pieces = [[[(data.name, b, r, c) for c in cols] for r in rows] for b in range(data.numblocks[0])]
+            layer[region, i, j] = (partial(_assemble, y_cuts=y_cuts, x_cuts=x_cuts), pieces)
+            y0, y1, x0, x1 = py.edges[i], py.edges[i + 1], px.edges[j], px.edges[j + 1]
+            stage1 = partial(
+                _stage_windows,
+                origin=(y0, x0),
+                starts=[(y, x) for y in py.starts[i] for x in px.starts[j]],
+                grid=grid,
+                core=(y1 - y0, x1 - x0),
+                kw=kw,
+            )
+            layer[windows, i, j] = (stage1, (region, i, j), model_key)
+    for i in range(len(py)):
+        for j in range(len(px)):
+            bounds = (py.edges[i], py.edges[i + 1], px.edges[j], px.edges[j + 1])
+            deps = [(windows, a, b) for a in py.reaching(i) for b in px.reaching(j)]
+            stage2 = partial(_stage_blend, bounds=bounds, num_classes=K)
+            layer[out, 0, i, j] = (stage2, deps, (windows, i, j))
+    graph = HighLevelGraph.from_collections(out, layer, dependencies=[data])
+    sizes_y = tuple(np.diff(py.edges).tolist())
+    sizes_x = tuple(np.diff(px.edges).tolist())
+    return da.Array(graph, out, chunks=((K,), sizes_y, sizes_x), dtype=np.float32)
 
 
 def predict(
@@ -341,48 +451,10 @@ def predict(
     data = cube.data if isinstance(cube.data, da.Array) else da.from_array(np.asarray(cube.data))
     data = data.astype(np.float32)
     ys, xs = _output_chunks(data, grid, chunks)
-    K = model.num_classes
     kw = {"batch_size": batch_size, "overlap_io": overlap_io, "progress": progress}
-    mdl = dask.delayed(model, name=f"s2mask-model-{uuid.uuid4().hex}")
-    ey, ex = _edges(ys), _edges(xs)
-
-    # stage 1: windows starting in each block, on the block plus its bottom/right halo
-    parts: dict[tuple[int, int], tuple[Any, tuple[int, int, int, int]]] = {}
-    for i in range(len(ys)):
-        for j in range(len(xs)):
-            y0, y1, x0, x1 = ey[i], ey[i + 1], ex[j], ex[j + 1]
-            starts = grid.starting_in(y0, y1, x0, x1)
-            ext = grid.extent(starts) or (y0, y1, x0, x1)
-            ry1, rx1 = min(max(y1, ext[1]), grid.height), min(max(x1, ext[3]), grid.width)
-            part = dask.delayed(_stage_windows, pure=True)(
-                data[:, y0:ry1, x0:rx1],
-                (y0, x0),
-                starts,
-                grid,
-                (y1 - y0, x1 - x0),
-                mdl,
-                kw,
-                dask_key_name=f"s2mask-windows-{uuid.uuid4().hex}",
-            )
-            parts[i, j] = part, (y0, ry1, x0, rx1)
-
-    # stage 2: each output block sums the parts that reach into it
-    rows = []
-    for i in range(len(ys)):
-        row = []
-        for j in range(len(xs)):
-            bounds = (ey[i], ey[i + 1], ex[j], ex[j + 1])
-            deps = [
-                p
-                for p, b in parts.values()
-                if b[0] < bounds[1] and b[1] > bounds[0] and b[2] < bounds[3] and b[3] > bounds[2]
-            ]
-            block = dask.delayed(_stage_blend, pure=True)(
-                deps, parts[i, j][0], bounds, K, dask_key_name=f"s2mask-blend-{uuid.uuid4().hex}"
-            )
-            row.append(da.from_delayed(block, shape=(K, ys[i], xs[j]), dtype=np.float32))
-        rows.append(row)
-    probs = da.block([rows]) if rows else da.zeros((K, 0, 0), dtype=np.float32)
+    plan_y = _AxisPlan.build(ys, grid.starts_y, win, grid.height)
+    plan_x = _AxisPlan.build(xs, grid.starts_x, win, grid.width)
+    probs = _build_graph(data, grid, plan_y, plan_x, model, kw)
 
     coords = {k: v for k, v in cube.coords.items() if "band" not in v.dims}
     out = xr.DataArray(
