@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -51,7 +50,8 @@ def to_mask(probs: xr.DataArray, *, nodata: int = NODATA) -> xr.DataArray:
 
 
 def _bincount(block: np.ndarray) -> np.ndarray:
-    return np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256)
+    counts = np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256)
+    return counts.reshape(1, 1, 256)
 
 
 def class_fractions(mask: xr.DataArray, *, nodata: int = NODATA) -> dict[str, float]:
@@ -61,8 +61,8 @@ def class_fractions(mask: xr.DataArray, *, nodata: int = NODATA) -> dict[str, fl
     and ``"nodata"``.  Computed block by block, so memory stays bounded.
     """
     data = mask.data if isinstance(mask.data, da.Array) else da.from_array(np.asarray(mask.data))
-    parts = [dask.delayed(_bincount)(b) for b in data.to_delayed().ravel()]
-    counts = np.sum(dask.compute(*parts), axis=0) if parts else np.zeros(256, dtype=np.int64)
+    per_block = da.map_blocks(_bincount, data, new_axis=2, chunks=(1, 1, 256), dtype=np.int64)
+    counts = per_block.sum(axis=(0, 1)).compute()
     total = int(counts.sum())
     names = list(mask.attrs.get("classes") or [])
     values = sorted(set(range(len(names))) | {int(v) for v in np.flatnonzero(counts) if v != nodata})

@@ -294,3 +294,14 @@ def test_to_mask_rejects_bad_input_and_keeps_argmax() -> None:
         to_mask(probs.isel({"class": 0}))
     with pytest.raises(InvalidParameterError, match="nodata"):
         to_mask(probs, nodata=1)
+
+
+def test_class_fractions_stream_over_blocks() -> None:
+    values = np.array([[0, 1, 2, 255], [0, 0, 1, 255], [3, 0, 0, 0]], np.uint8)
+    mask = xr.DataArray(
+        da.from_array(values, chunks=(2, 3)), dims=("y", "x"), attrs={"classes": ["clear", "cloud", "shadow"]}
+    )
+    got = class_fractions(mask)
+    assert got == pytest.approx(
+        {"clear": 6 / 12, "cloud": 2 / 12, "shadow": 1 / 12, "3": 1 / 12, "nodata": 2 / 12}
+    )
