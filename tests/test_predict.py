@@ -236,16 +236,17 @@ def test_real_scene_chunked_equals_unchunked(shared_data) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(scene) -> None:
-    cpu = tiny_unet(window_size=32)
+    import copy
+
     from s2mask.model import LoadedModel
 
-    gpu = LoadedModel(cpu.net, cpu.card, device="cuda")
-    a = predict(make_cube(scene, (40, 50)), cpu, window=32).values
-    b = predict(make_cube(scene, (40, 50)), gpu, window=32).values
-    np.testing.assert_allclose(a, b, atol=5e-2)  # autocast to half precision on CUDA
-    assert (to_mask(xr.DataArray(a, dims=("class", "y", "x"))).values == 255).sum() == np.isnan(scene).all(
-        axis=0
-    ).sum()
+    cpu = tiny_unet(window_size=32)
+    gpu = LoadedModel(copy.deepcopy(cpu.net), cpu.card, device="cuda")
+    a = predict(make_cube(scene, (40, 50)), cpu, window=32, batch_size=4)
+    b = predict(make_cube(scene, (40, 50)), gpu, window=32, batch_size=4)
+    np.testing.assert_allclose(b.values, a.values, atol=5e-2)  # CUDA autocasts to half precision
+    agree = to_mask(a).values == to_mask(b).values
+    assert agree.mean() > 0.98 and (to_mask(b).values == 255).sum() == np.isnan(scene).all(axis=0).sum()
 
 
 class WindowMeanModel:
