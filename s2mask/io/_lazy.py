@@ -11,6 +11,9 @@ Everything here pickles (paths and numbers only), so graphs run on dask.distribu
 from __future__ import annotations
 
 import math
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import dask.array as da
@@ -56,6 +59,8 @@ class BandSource:
     """DN divisor (the SAFE quantification value, or ``1 / scale``)."""
     nodata: float | None = 0.0
     """DN that marks missing data (becomes NaN)."""
+    stat_path: str = ""
+    """Local file whose size and mtime identify the file's version (the zip for ``/vsizip/``); default ``path``."""
 
 
 def normalize_chunks(chunks: int | tuple[int, int]) -> tuple[int, int]:
@@ -115,13 +120,52 @@ def _apply(a: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray, method: str
     return np.take(a, idx, axis=axis)
 
 
+_HANDLES = threading.local()
+_MAX_HANDLES = 64
+
+
+def _stamp(src: BandSource) -> tuple[int, int] | None:
+    try:
+        st = os.stat(src.stat_path or src.path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _dataset(src: BandSource) -> rasterio.io.DatasetReader:
+    """An open dataset for ``src`` from this thread's small LRU of handles.
+
+    Keeping files open across blocks keeps GDAL's decoded-tile cache warm: JPEG 2000
+    tiles (1024 px at 10 m) would otherwise be decoded again for every block they touch.
+    Handles are per thread (rasterio datasets are not thread-safe) and keyed by the
+    file's size and mtime, so a rewritten file is reopened.
+    """
+    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
+    if cache is None:
+        cache = _HANDLES.cache = OrderedDict()
+    key = (src.path, _stamp(src))
+    ds = cache.get(key)
+    if ds is None or ds.closed:
+        ds = cache[key] = rasterio.open(src.path)
+        while len(cache) > _MAX_HANDLES:
+            cache.popitem(last=False)[1].close()
+    cache.move_to_end(key)
+    return ds
+
+
+def _forget(src: BandSource) -> None:
+    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
+    for key in [k for k in (cache or {}) if k[0] == src.path]:
+        cache.pop(key).close()
+
+
 def _read_window(src: BandSource, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Read ``src``'s DN in the window and return float32 reflectance (nodata -> NaN, clipped to [0, 1])."""
     window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
     try:
-        with rasterio.open(src.path) as ds:
-            dn = ds.read(src.index, window=window)
+        dn = _dataset(src).read(src.index, window=window)
     except (rasterio.errors.RasterioError, OSError) as exc:
+        _forget(src)
         raise CorruptDataError(
             f"Cannot read rows {rows[0]}:{rows[1]}, cols {cols[0]}:{cols[1]} of {src.path} ({exc}); "
             "the file is truncated or corrupt. Download the product again."

@@ -226,6 +226,7 @@ def open_safe(
     shape, transform = _grid(layout.tile, resolution)
     meta = layout.metadata
     sources = []
+    stat_path = str(Path(path).expanduser().absolute()) if Path(path).is_file() else ""
     for band in names:
         res, gdal_path = _pick_file(band, layout.band_files[band], resolution)
         file_shape, file_res, _, _ = check_readable(gdal_path)
@@ -239,6 +240,7 @@ def open_safe(
                 add=meta.offset(band),
                 divisor=meta.quantification,
                 nodata=meta.nodata,
+                stat_path=stat_path,
             )
         )
     reader = LazyReflectance(tuple(sources), shape, (float(resolution), float(resolution)), resampling)
