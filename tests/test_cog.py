@@ -377,3 +377,21 @@ def test_full_tile_mask_streams_with_bounded_memory(tmp_path, shared_data):
         window = rasterio.windows.Window(5000, 7000, 1500, 900)
         np.testing.assert_array_equal(dst.read(1, window=window), lut[src.read(1, window=window)])
         assert set(np.unique(dst.read(1, out_shape=(10980 // 16, 10980 // 16)))) <= {0, 1, 2, 255}
+
+
+def test_block_count_and_silent_progress_bar(capsys, mask_da):
+    from s2mask.progress import block_count, progress_bar
+
+    assert block_count(7) == 7
+    assert block_count(mask_da) == block_count(mask_da.data) == 9
+    assert block_count(np.zeros(3)) == 1
+    with pytest.raises(TypeError):
+        block_count(True)
+    with progress_bar(mask_da, desc="quiet", enabled=False) as bar:
+        bar.update(9)
+    assert capsys.readouterr().err == ""
+    with progress_bar(3, desc="loud") as bar:
+        for _ in range(3):
+            bar.update(1)
+    err = capsys.readouterr().err
+    assert "loud" in err and "3/3" in err
