@@ -73,7 +73,14 @@ def free_port() -> int:
 # ---------------------------------------------------------------- items and COGs
 
 
-def write_cog(path: Path, data: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0) -> Path:
+def write_cog(
+    path: Path,
+    data: np.ndarray,
+    transform: Affine,
+    crs: str,
+    nodata: float | None = 0,
+    descriptions: Sequence[str] | None = None,
+) -> Path:
     """Write a single-band (or ``(bands, y, x)``) Cloud-Optimised GeoTIFF."""
     data = data if data.ndim == 3 else data[None]
     profile = {
@@ -83,6 +90,8 @@ def write_cog(path: Path, data: np.ndarray, transform: Affine, crs: str, nodata:
     }  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
+        if descriptions:
+            dst.descriptions = tuple(descriptions)
     return path
 
 
