@@ -395,3 +395,31 @@ def test_block_count_and_silent_progress_bar(capsys, mask_da):
             bar.update(1)
     err = capsys.readouterr().err
     assert "loud" in err and "3/3" in err
+
+
+def test_real_patch_mask_and_probabilities_end_to_end(tmp_path, shared_data):
+    """Real L1C patch -> ThresholdModel -> predict -> to_mask -> COGs equal the in-memory result."""
+    from conftest import need
+
+    from s2mask.bands import BAND_NAMES
+    from s2mask.engine import predict
+    from s2mask.mask import to_mask
+    from s2mask.testing.models import ThresholdModel
+
+    path = need(shared_data / "sen12mscr_nigeria" / "ROIs1868_summer_s2_cloudy_19_p30.tif")
+    raw = rioxarray.open_rasterio(path, chunks={"band": -1, "y": 100, "x": 128})
+    cube = (raw.astype(np.float32) / 10000.0).assign_coords(band=list(BAND_NAMES))
+    model = ThresholdModel()
+    cube = cube.sel(band=list(model.bands))
+    probs = predict(cube, model, window=64, overlap=16)
+    mask = to_mask(probs)
+    expected = mask.values
+    assert {0, 1}.issubset(set(np.unique(expected)))  # a cloudy patch
+    out = write_mask(mask, tmp_path / "mask.tif")
+    proba = write_probabilities(probs, tmp_path / "proba.tif")
+    with rasterio.open(out) as src, rasterio.open(path) as ref:
+        np.testing.assert_array_equal(src.read(1), expected)
+        assert src.crs == ref.crs and src.transform == ref.transform
+    with rasterio.open(proba) as src:
+        assert src.count == 3 and src.descriptions[1] == "cloud probability (%)"
+        np.testing.assert_array_equal(src.read(), probabilities_to_uint8(probs).values)
