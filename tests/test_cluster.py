@@ -71,9 +71,9 @@ def test_local_cluster_gives_the_same_mask_as_threads(weights: str) -> None:
     threaded = to_mask(predict(data, ModelRef(weights, "cpu"), window=32, overlap=4)).compute(
         scheduler="threads"
     )
-    client = connect(workers=2)
+    client = connect(workers=2, weights=weights, device="cpu", threads=1)
     try:
-        ref = use_model(client, weights, device="cpu", threads=1)
+        ref = ModelRef(weights, "cpu")
         loaded = client.run(lambda dask_worker: plugin_name(weights, "cpu") in dask_worker.plugins)
         assert len(loaded) == 2 and all(loaded.values())
         probs = predict(data, ref, window=32, overlap=4, chunks=(30, 50))
@@ -85,3 +85,8 @@ def test_local_cluster_gives_the_same_mask_as_threads(weights: str) -> None:
         client.close()
     np.testing.assert_array_equal(mask.values, threaded.values)
     assert (mask.values[:20, :25] == 255).all()
+
+
+def test_use_model_without_a_client_is_a_local_reference(weights: str) -> None:
+    ref = use_model(None, weights, device="cpu")
+    assert ref == ModelRef(weights, "cpu") and ref.resolve().device.type == "cpu"

@@ -151,26 +151,40 @@ class ModelPlugin(WorkerPlugin):
         self.model = None
 
 
-def connect(scheduler: str | None = None, workers: int | None = None) -> Client | None:
+def connect(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    *,
+    weights: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> Client | None:
     """A dask client: to ``scheduler`` (an address) or a new local cluster of ``workers`` processes.
 
     Local clusters get one thread per worker process (torch does the intra-op
-    parallelism) and no dashboard; ``client.close()`` also shuts them down.
-    Returns None when neither is given: the engine then uses dask's threaded scheduler.
+    parallelism) and no dashboard; ``client.close()`` also shuts them down.  With
+    ``weights``, a :class:`ModelPlugin` is registered so every worker loads the model
+    once; pass ``ModelRef(weights, device)`` to ``predict``.  Returns None when
+    neither ``scheduler`` nor ``workers`` is given: the engine then uses dask's
+    threaded scheduler.
     """
     if scheduler:
         try:
-            return Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise InvalidParameterError(
                 f"Cannot reach the dask scheduler at {scheduler!r} ({exc}); expected an address like "
                 "tcp://host:8786 of a running scheduler. Start one with `dask scheduler` or use --workers N."
             ) from exc
-    if workers is None:
+    elif workers is None:
         return None
-    if int(workers) < 1:
+    elif int(workers) < 1:
         raise InvalidParameterError(f"workers is {workers}; expected a positive number of worker processes.")
-    return Client(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
+    else:
+        client = Client(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
+    if weights is not None:
+        use_model(client, weights, device=device, threads=threads)
+    return client
 
 
 def use_model(
