@@ -22,6 +22,7 @@ from s2mask.io.stac import (
     parse_item,
     preset_for_item,
     processing_baseline,
+    sign_item,
 )
 
 
@@ -196,3 +197,32 @@ def test_href_schemes_are_checked(items: list[tuple[str, pystac.Item]]) -> None:
     check_href_schemes(item, ["red"], allowed_schemes=("file",))
     with pytest.raises(StacError, match="'file'"):
         check_href_schemes(item, ["red"], allowed_schemes=("https",))
+
+
+def test_planetary_computer_items_are_signed_when_the_package_is_there(
+    items: list[tuple[str, pystac.Item]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+    import types
+
+    item = _pc_item(items)
+    preset = PRESETS["planetary-computer/sentinel-2-l2a"]
+    monkeypatch.setitem(sys.modules, "planetary_computer", None)  # not installed
+    with caplog.at_level("WARNING", logger="s2mask.io.stac"):
+        assert sign_item(item, preset) is item
+    assert "pip install planetary-computer" in caplog.text
+
+    fake = types.ModuleType("planetary_computer")
+
+    def sign(it: pystac.Item) -> pystac.Item:
+        signed = it.clone()
+        for asset in signed.assets.values():
+            asset.href += "?sig=token"
+        return signed
+
+    fake.sign = sign  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "planetary_computer", fake)
+    signed = sign_item(item, preset)
+    assert signed.assets["B04"].href.endswith("?sig=token") and not item.assets["B04"].href.endswith("token")
+    es = PRESETS["earth-search/sentinel-2-c1-l2a"]
+    assert sign_item(item, es) is item  # Earth Search needs no signing
