@@ -75,6 +75,12 @@ def test_l2a_layout_by_resolution(tmp_path, refl):
         assert bands == sorted(members)
         assert all(f.name.endswith(f"_{res}m.jp2") for f in (img / f"R{res}m").iterdir())
     assert not list(img.rglob("*_B10_*"))
+    with (
+        rasterio.open(next(img.glob("R20m/*_B01_20m.jp2"))) as a,
+        rasterio.open(next(img.glob("R60m/*_B01_60m.jp2"))) as b,
+    ):
+        assert a.transform.a == 20 and b.transform.a == 60
+        np.testing.assert_array_equal(a.read(1), np.repeat(np.repeat(b.read(1), 3, axis=0), 3, axis=1))
     lean = write_safe(tmp_path / "lean", refl, level="L2A", all_resolutions=False)
     assert len(list(lean.rglob("*.jp2"))) == 12  # each band once, at its native resolution
 

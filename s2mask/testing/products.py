@@ -47,10 +47,10 @@ DEFAULT_DATE = datetime(2020, 1, 1, 10, 10, 31)
 
 L2A_RESOLUTION_BANDS: dict[int, tuple[str, ...]] = {
     10: ("B02", "B03", "B04", "B08"),
-    20: ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12"),
+    20: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12"),
     60: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12"),
 }
-"""Which bands an L2A product holds in IMG_DATA/R10m, R20m and R60m (no B10 at L2A)."""
+"""Which bands an L2A product holds in IMG_DATA/R10m, R20m and R60m (no B10 at L2A; B01 also at 20 m)."""
 
 _JP2_OPTIONS = {"QUALITY": "100", "REVERSIBLE": "YES", "YCBCR420": "NO"}
 
@@ -236,18 +236,20 @@ def _write_bands(
         if band == "B10":
             continue
         for res, members in L2A_RESOLUTION_BANDS.items():
-            if band in members and (res == native or (all_resolutions and res > native)):
+            if band in members and (res == native or all_resolutions):
                 jobs.append((band, res, img / f"R{res}m" / f"{spec.tile_id}_{spec.stamp}_{band}_{res}m.jp2"))
     written = []
     for band, res, path in jobs:
-        factor = res // 10
+        factor = max(res, BANDS[band].resolution) // 10  # B01 at 20 m is its 60 m signal, upsampled
         dn = reflectance_to_dn(
             block_mean(planes[band], factor),
             quantification=spec.quantification,
             offset=spec.offset,
             nodata=block_any(missing, factor),
         )
-        _write_jp2(path, dn, spec.crs, spec.transform @ Affine.scale(factor))
+        up = factor * 10 // res
+        dn = np.repeat(np.repeat(dn, up, axis=0), up, axis=1)
+        _write_jp2(path, dn, spec.crs, spec.transform @ Affine.scale(res // 10))
         written.append(str(path.relative_to(root).with_suffix("")))
     return written
 
