@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import signal
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +40,9 @@ __all__ = [
     "check_target",
     "check_targets",
     "describe_os_error",
+    "remove_stale_temps",
     "remove_temps",
+    "sigterm_as_exit",
     "temp_path_for",
 ]
 
@@ -234,3 +240,52 @@ def atomic_write_text(
 ) -> Path:
     """Write ``text`` to ``target`` atomically; return the absolute target path."""
     return atomic_write_bytes(target, text.encode(encoding), overwrite=overwrite)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[^/]*)?$")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = 6 * 3600) -> list[Path]:
+    """Remove temporary files left by killed runs in ``folder``; return what was removed.
+
+    Only names s2mask creates (``.<name>.<8 hex>.tmp<suffix>`` and driver side files
+    starting with them) that were last modified more than ``older_than_s`` seconds ago
+    are touched, so a run writing into the same folder right now is not disturbed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    limit = time.time() - older_than_s
+    removed = []
+    for p in folder.iterdir():
+        if not (_TEMP_NAME.match(p.name) and p.is_file()):
+            continue
+        try:
+            if p.stat().st_mtime < limit:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # vanished meanwhile or not ours to remove
+            continue
+    return sorted(removed)
+
+
+@contextmanager
+def sigterm_as_exit(code: int = 143) -> Iterator[None]:
+    """Inside the block, SIGTERM raises ``SystemExit(code)`` so ``finally`` clauses remove temp files.
+
+    Python's default SIGTERM action ends the process without unwinding; batch schedulers
+    and ``kill`` send SIGTERM.  Only the main thread can install handlers: elsewhere this
+    does nothing.  The previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(code)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

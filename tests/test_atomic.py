@@ -14,6 +14,8 @@ from s2mask._atomic import (
     atomic_write_text,
     check_target,
     check_targets,
+    remove_stale_temps,
+    sigterm_as_exit,
     temp_path_for,
 )
 from s2mask.errors import OutputError, OutputExistsError
@@ -132,3 +134,30 @@ def test_check_targets_all_before_work(tmp_path):
         check_targets([tmp_path / "a.tif", tmp_path / "b.json"])
     with pytest.raises(OutputError, match="distinct"):
         check_targets([tmp_path / "a.tif", tmp_path / "." / "a.tif"])
+
+
+def test_remove_stale_temps_only_old_own_names(tmp_path):
+    old_tmp = temp_path_for(tmp_path / "mask.tif")
+    side = old_tmp.with_name(old_tmp.name + ".ovr.tmp")
+    fresh_tmp = temp_path_for(tmp_path / "other.tif")
+    keep = [tmp_path / "mask.tif", tmp_path / ".hidden.tmp.tif", tmp_path / "x.1234abcd.tmp.tif"]
+    for p in [old_tmp, side, fresh_tmp, *keep]:
+        p.write_bytes(b"x")
+    for p in [old_tmp, side, *keep]:
+        os.utime(p, (1, 1))
+    assert remove_stale_temps(tmp_path, older_than_s=60) == sorted([old_tmp, side])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh_tmp.name, *(p.name for p in keep)])
+    assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_sigterm_unwinds_and_cleans_up(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    target = tmp_path / "out.bin"
+    with pytest.raises(SystemExit) as info, sigterm_as_exit(), atomic_output(target) as tmp:
+        tmp.write_bytes(b"partial")
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert info.value.code == 143
+    assert _listing(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is before
