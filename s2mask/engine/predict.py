@@ -433,7 +433,9 @@ def predict(
         window: window side in px (default: the model card's ``window_size`` or 256).
         overlap: overlap between windows in px (default ``window // 8``; must be < window / 2).
         batch_size: windows per model call.
-        chunks: output block size (see :func:`_output_chunks`); the result does not depend on it.
+        chunks: output blocks: None = the cube's chunk size rounded to a multiple of the
+            window stride (no window is then split between blocks); an int or ``(rows, cols)``;
+            or two tuples of block sizes.  The result does not depend on it; memory grows with it.
         progress: called with the number of windows finished; they add up to
             :func:`count_windows`.  Runs in scheduler threads (local schedulers only).
         overlap_io: serialise model calls per process so reads overlap inference (module doc).
