@@ -295,6 +295,12 @@ def write_quicklook(
         raise InvalidParameterError(f"max_size={max_size}; expected at least 16 pixels.")
     if gamma <= 0:
         raise InvalidParameterError(f"gamma={gamma}; expected a positive number such as 1.0 or 1.5.")
+    if stretch not in ("percentile", "gain"):
+        raise InvalidParameterError(f"stretch={stretch!r}; expected 'percentile' or 'gain'.")
+    if not 0 <= percentiles[0] < percentiles[1] <= 100:
+        raise InvalidParameterError(
+            f"percentiles={percentiles}; expected (low, high) with 0 <= low < high <= 100, e.g. (2, 98)."
+        )
     colour = _true_colour(rgb)
     if mask is not None:
         if mask.ndim == 3 and mask.shape[0] == 1:

@@ -125,8 +125,11 @@ def test_gain_stretch_and_dn_input(tmp_path):
     dn = _dims(np.full((3, 20, 20), 1000, np.uint16), ("band", "y", "x"))  # reflectance 0.1
     img = np.asarray(Image.open(write_quicklook(dn, None, tmp_path / "g.png", stretch="gain", gain=5.0)))
     assert np.all(img == 128)  # 0.1 * 5 = 0.5 -> 128
+    boom = dn.copy(data=da.from_array(dn.values).map_blocks(_explode, dtype=np.uint16))
     with pytest.raises(InvalidParameterError, match="stretch"):
-        write_quicklook(dn, None, tmp_path / "h.png", stretch="log")
+        write_quicklook(boom, None, tmp_path / "h.png", stretch="log")
+    with pytest.raises(InvalidParameterError, match="percentiles"):
+        write_quicklook(boom, None, tmp_path / "h.png", percentiles=(98, 2))
 
 
 def test_real_cloudsen12_patch(tmp_path, shared_data):
