@@ -306,3 +306,19 @@ def test_class_fractions_stream_over_blocks() -> None:
     assert got == pytest.approx(
         {"clear": 6 / 12, "cloud": 2 / 12, "shadow": 1 / 12, "3": 1 / 12, "nodata": 2 / 12}
     )
+
+
+def test_real_georeferenced_patch_keeps_its_grid(shared_data) -> None:
+    import rioxarray
+
+    path = shared_data / "sen12mscr_nigeria" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    raw = rioxarray.open_rasterio(path, chunks=(13, 100, 100))
+    cube = (raw.astype(np.float32) / 10_000).assign_coords(band=list(BAND_NAMES))
+    cube = cube.rio.write_crs(raw.rio.crs)
+    model = ThresholdModel()
+    mask = to_mask(predict(cube, model, window=64, chunks=(100, 100)))
+    assert mask.rio.crs == raw.rio.crs and mask.rio.transform() == raw.rio.transform()
+    values = mask.values
+    assert set(np.unique(values)) <= {0, 1, 2} and (values == 1).any() and (values == 0).any()
