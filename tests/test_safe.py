@@ -354,3 +354,19 @@ def test_computes_on_a_process_pool(products):
     with dask.config.set(scheduler="processes", num_workers=2):
         got = cube.values
     np.testing.assert_array_equal(got, open_product(products["l2a"]).values)
+
+
+def test_downsampling_reads_in_bounded_strips(products, monkeypatch):
+    want = open_product(products["l1c"], resolution=60, resampling="average", bands=["B02", "B05"]).values
+    windows = []
+    real = lazy._read_window
+
+    def spy(src, rows, cols):
+        windows.append((rows[1] - rows[0]) * (cols[1] - cols[0]))
+        return real(src, rows, cols)
+
+    monkeypatch.setattr(lazy, "_read_window", spy)
+    monkeypatch.setattr(lazy, "MAX_WINDOW_PIXELS", 2000)
+    got = open_product(products["l1c"], resolution=60, resampling="average", bands=["B02", "B05"]).values
+    np.testing.assert_array_equal(got, want)
+    assert len(windows) > 2 and max(windows) <= 2000

@@ -176,6 +176,10 @@ def _read_window(src: BandSource, rows: tuple[int, int], cols: tuple[int, int]) 
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+MAX_WINDOW_PIXELS = 4096 * 4096
+"""Largest source window one read may decode (bounds memory when a fine band is downsampled)."""
+
+
 class LazyReflectance:
     """An array-like ``(band, y, x)`` float32 reflectance cube that reads windows on demand.
 
@@ -220,6 +224,12 @@ class LazyReflectance:
             return _read_window(src, (r0, r1), (c0, c1))
         ys0, ys1, yi, yw = resample_indices(r0, r1, ry, src.shape[0], self.method)
         xs0, xs1, xi, xw = resample_indices(c0, c1, rx, src.shape[1], self.method)
+        if (ys1 - ys0) * (xs1 - xs0) > MAX_WINDOW_PIXELS and r1 - r0 > 1:
+            # downsampling reads more source than it returns: go in row strips (same pixels)
+            mid = (r0 + r1) // 2
+            return np.concatenate(
+                [self._band_block(src, r0, mid, c0, c1), self._band_block(src, mid, r1, c0, c1)]
+            )
         block = _read_window(src, (ys0, ys1), (xs0, xs1))
         block = _apply(block, 0, yi, yw, self.method, ry)
         return _apply(block, 1, xi, xw, self.method, rx).astype(np.float32, copy=False)
