@@ -135,6 +135,8 @@ def _cluster(scheduler: str | None, workers: int | None, weights: str, device: s
 @click.option("--probabilities", is_flag=True, help="Also write per-class probabilities (uint8 0-100).")
 @click.option("--no-quicklook", is_flag=True, help="Skip the quick-look PNG.")
 @click.option("--resume", is_flag=True, help="Skip products whose mask already exists and validates.")
+@click.option("--debug", is_flag=True, expose_value=False, callback=lambda ctx, p, v: _set_debug(v),
+              help="Show the full traceback on errors (same as s2mask --debug).")
 def run(products, output, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
         scheduler, workers, quiet, overwrite, bands, scale, offset, resampling, probabilities, no_quicklook,
         resume) -> None:  # noqa: ANN001
@@ -144,21 +146,35 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
     s2mask run S2B_MSIL2A_...SAFE -o mask.tif
     s2mask run data/*.SAFE -o masks/ --resume
     """
-    from s2mask.run import RunOptions, run_many, run_product
+    from s2mask.run import RunOptions, mask_is_valid, run_many, run_product
 
+    single = len(products) == 1 and output.suffix.lower() in {".tif", ".tiff"}
+    if len(products) > 1 and output.suffix.lower() in {".tif", ".tiff"}:
+        raise click.UsageError(
+            f"{len(products)} products were given but -o {output} is a single .tif; several products "
+            "need an output folder (-o masks/), where each mask is named after its product."
+        )
+    if single and resume and mask_is_valid(output):
+        click.echo(f"skipped (exists and is valid): {output}")
+        return
+    overwrite = overwrite or resume  # --resume redoes an absent or invalid mask in place
     model = _load_model(model_name, weights, device, threads)
     options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
                          chunks=chunks, resampling=resampling, bands=bands, scale=scale, offset=offset,
                          probabilities=probabilities, quicklook=not no_quicklook, overwrite=overwrite,
                          progress=not quiet)
     client = _cluster(scheduler, workers, weights or model_name, device, threads)
+    if client is not None:  # tasks resolve the model on each worker (loaded once by the plugin)
+        from s2mask.engine.cluster import ModelRef
+
+        model = ModelRef(weights or model_name, device)
     try:
-        if len(products) == 1 and output.suffix.lower() in {".tif", ".tiff"}:
+        if single:
             result = run_product(products[0], output, model=model, options=options)
             _echo_result(result, quiet)
             return
         report = run_many(products, output, model=model, options=options, resume=resume,
-                          on_error=lambda p, e: click.echo(f"failed: {p}: {e}", err=True))
+                          on_error=_report_failure)
     finally:
         if client is not None:
             client.close()
@@ -177,8 +193,22 @@ def _echo_result(result, quiet: bool) -> None:  # noqa: ANN001
     fr = result.summary.get("fractions", {})
     line = f"{result.mask}"
     if fr:
-        line += "  " + "  ".join(f"{k} {v:.1%}" for k, v in fr.items())
+        line += "  " + "  ".join(f"{k} {'n/a' if v is None else format(v, '.1%')}" for k, v in fr.items())
     click.echo(line)
+
+
+def _set_debug(value: bool) -> None:
+    if value:
+        DEBUG["on"] = True
+
+
+def _report_failure(product: str, exc: Exception) -> None:
+    """A batch product failed: one line now (and its traceback with --debug); the run goes on."""
+    if DEBUG["on"]:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    click.echo(f"failed: {product}: {exc}", err=True)
 
 
 def main() -> None:
@@ -196,7 +226,8 @@ def main() -> None:
     except S2MaskError as exc:
         if DEBUG["on"]:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"Error: {message}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted; no partial output was left.", err=True)
