@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import s2mask.io._lazy as lazy
-from s2mask.bands import BAND_NAMES
+from s2mask.bands import BAND_NAMES, PRESETS
 from s2mask.errors import (
     BandMismatchError,
     CorruptDataError,
@@ -370,3 +370,10 @@ def test_downsampling_reads_in_bounded_strips(products, monkeypatch):
     got = open_product(products["l1c"], resolution=60, resampling="average", bands=["B02", "B05"]).values
     np.testing.assert_array_equal(got, want)
     assert len(windows) > 2 and max(windows) <= 2000
+
+
+def test_bands_as_preset_or_comma_list(products):
+    assert list(open_product(products["l2a"], bands="s2-9").band.values) == list(PRESETS["s2-9"])
+    assert list(open_product(products["l2a"], bands="B4,B3,B2").band.values) == ["B04", "B03", "B02"]
+    with pytest.raises(InvalidParameterError, match="repeats"):
+        open_product(products["l2a"], bands=["B02", "B2"])

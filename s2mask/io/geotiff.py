@@ -15,7 +15,7 @@ import rasterio
 import xarray as xr
 from affine import Affine
 
-from s2mask.bands import BAND_NAMES, canonical_band
+from s2mask.bands import BAND_NAMES, canonical_band, resolve_bands
 from s2mask.errors import (
     BandMismatchError,
     CorruptDataError,
@@ -66,7 +66,7 @@ def geotiff_band_names(
 def open_geotiff(
     path: str | os.PathLike[str],
     *,
-    bands: tuple[str, ...] | list[str] | None = None,
+    bands: str | tuple[str, ...] | list[str] | None = None,
     resolution: float | None = None,
     resampling: str = "nearest",
     chunks: int | tuple[int, int] = 2048,
@@ -105,7 +105,7 @@ def open_geotiff(
             f"{src} has a rotated geotransform {tuple(transform)[:6]}; expected a north-up grid."
         )
     names = geotiff_band_names(descriptions, band_names, src)
-    wanted = names if bands is None else tuple(canonical_band(b) for b in bands)
+    wanted = names if bands is None else resolve_bands(bands)
     missing = [b for b in wanted if b not in names]
     if missing:
         raise BandMismatchError(

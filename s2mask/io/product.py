@@ -68,7 +68,7 @@ def product_kind(path: str | os.PathLike[str]) -> str:
 def open_product(
     path: str | os.PathLike[str],
     *,
-    bands: tuple[str, ...] | list[str] | None = None,
+    bands: str | tuple[str, ...] | list[str] | None = None,
     resolution: int = 10,
     resampling: str = "nearest",
     chunks: int | tuple[int, int] = 2048,
@@ -85,6 +85,7 @@ def open_product(
     ``product_id``, ``level`` (``"L1C"``, ``"L2A"`` or None), ``processing_baseline`` and
     ``source``.  Nothing but metadata and file headers is read until the array is computed.
 
+    ``bands`` may be a preset name (``"s2-9"``), a comma list (``"B2,B3"``) or a sequence.
     ``scale``, ``offset`` and ``band_names`` describe GeoTIFF inputs and are ignored for
     SAFE products, whose metadata carries their own scaling and band names.
 

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import xarray as xr
 from affine import Affine
 
-from s2mask.bands import BAND_NAMES, BANDS, canonical_band
+from s2mask.bands import BAND_NAMES, BANDS, resolve_bands
 from s2mask.errors import (
     BandMismatchError,
     CorruptDataError,
@@ -200,7 +200,7 @@ def _grid(tile: TileGeocoding, resolution: int) -> tuple[tuple[int, int], Affine
 def open_safe(
     path: str | os.PathLike[str],
     *,
-    bands: tuple[str, ...] | list[str] | None = None,
+    bands: str | tuple[str, ...] | list[str] | None = None,
     resolution: int = 10,
     resampling: str = "nearest",
     chunks: int | tuple[int, int] = 2048,
@@ -262,7 +262,7 @@ def open_safe(
     )
 
 
-def _select_bands(layout: SafeLayout, bands: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+def _select_bands(layout: SafeLayout, bands: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     have = tuple(b for b in BAND_NAMES if b in layout.band_files)
     if not have:
         raise ProductFormatError(
@@ -271,7 +271,7 @@ def _select_bands(layout: SafeLayout, bands: tuple[str, ...] | list[str] | None)
         )
     if bands is None:
         return have
-    names = tuple(canonical_band(b) for b in bands)
+    names = resolve_bands(bands)
     missing = [b for b in names if b not in layout.band_files]
     if missing:
         raise BandMismatchError(
