@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -599,7 +599,6 @@ def search_items(
     retries: int = 3,
     backoff: float = 0.5,
     page_size: int = 100,
-    open_client: Callable[..., Any] | None = None,
 ) -> list[pystac.Item]:
     """Search ``collection`` at the STAC API ``url``; items sorted by datetime then id.
 
@@ -625,9 +624,8 @@ def search_items(
     if urlparse(url).scheme not in ("http", "https"):
         raise InvalidParameterError(f"The STAC API URL {url!r} must start with http:// or https://.")
     what = f"collection {collection!r} at {url}"
-    open_client = open_client or Client.open
     try:
-        client = open_client(url, stac_io=_stac_io(timeout, retries, backoff), timeout=timeout)
+        client = Client.open(url, stac_io=_stac_io(timeout, retries, backoff), timeout=timeout)
         extra = _server_filter(client, float(max_cloud)) if max_cloud is not None else {}
         search = client.search(
             collections=[collection],
@@ -647,8 +645,9 @@ def search_items(
         if isinstance(exc, (InvalidParameterError, KeyboardInterrupt)):
             raise
         raise StacError(
-            f"Searching {what} failed after {retries} retries ({_describe(exc)}); check the URL and "
-            "your network, or try again later (--timeout, --retries)."
+            f"Searching {what} failed ({_describe(exc)}; timeouts, connection errors and 5xx answers "
+            f"were retried up to {retries} times); check the URL and your network, or try again "
+            "later (--timeout, --retries)."
         ) from exc
     if not found:
         cloud = f", eo:cloud_cover <= {max_cloud:g}%" if max_cloud is not None else ""
