@@ -16,6 +16,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 import xarray as xr
 from affine import Affine
@@ -71,10 +72,10 @@ class _Files:
     def _zip_root(self, names: list[str]) -> str:
         mtds = sorted((n for n in names if _MTD.search(n)), key=lambda n: n.count("/"))
         if not mtds:
-            return self._no_metadata(names)
+            self._no_metadata(names)
         return mtds[0].rsplit("/", 1)[0] + "/" if "/" in mtds[0] else ""
 
-    def _no_metadata(self, names: list[str]) -> str:
+    def _no_metadata(self, names: list[str]) -> NoReturn:
         if any(_OLD_MTD.search(n) for n in names):
             raise ProductFormatError(
                 f"{self.path} is an old-format (pre-2016, multi-tile) SAFE product; s2mask reads the compact "
