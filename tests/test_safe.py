@@ -292,6 +292,11 @@ def test_not_a_product(tmp_path):
     (tmp_path / "folder" / "readme.txt").write_text("hi")
     with pytest.raises(ProductFormatError, match="not a Sentinel-2 .SAFE"):
         open_product(tmp_path / "folder")
+    old = tmp_path / "S2A_OPER_PRD_MSIL1C_PDMC_20151201T000000.SAFE"
+    old.mkdir()
+    (old / "S2A_OPER_MTD_SAFL1C_PDMC_20151201T000000.xml").write_text("<x/>")
+    with pytest.raises(ProductFormatError, match="old-format"):
+        open_product(old)
     (tmp_path / "empty.SAFE").mkdir()
     with pytest.raises(ProductFormatError, match="MTD_MSIL1C.xml"):
         open_product(tmp_path / "empty.SAFE")
