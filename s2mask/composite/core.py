@@ -8,8 +8,9 @@ therefore bounded by ``chunks**2 x scenes x bands`` (times the dask threads), no
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 import dask.array as da
@@ -33,8 +34,14 @@ DateLike = str | date | datetime | np.datetime64
 
 
 def _as_datetime64(value: Any, what: str) -> np.datetime64:
+    """A UTC ``datetime64[s]`` from ISO 8601 text (``Z`` and offsets allowed), a date or a datetime."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # numpy may still read it (e.g. "2024-06"); else error below
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
     try:
-        out = np.datetime64(value.replace(tzinfo=None) if isinstance(value, datetime) else value, "s")
+        out = np.datetime64(value, "s")
     except (ValueError, TypeError) as exc:
         raise InvalidParameterError(
             f"The {what} {value!r} is not a date; expected ISO 8601 such as 2024-06-01 or 2024-06-01T10:30:00."
@@ -55,7 +62,7 @@ def _scene_dates(cubes: Sequence[xr.DataArray], dates: Sequence[DateLike] | None
     found = [c.attrs.get("datetime") for c in cubes]
     if any(d is None or d == "" for d in found):
         return None
-    return np.array([_as_datetime64(str(d).rstrip("Z"), "scene datetime attribute") for d in found])
+    return np.array([_as_datetime64(d, "scene datetime attribute") for d in found])
 
 
 def _tie_rank(n: int, dates: np.ndarray | None, target_date: DateLike | None) -> np.ndarray:

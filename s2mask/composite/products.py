@@ -9,6 +9,7 @@ computed only once).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,27 @@ def quicklook_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".png")
 
 
+_PRODUCT_DATE = re.compile(r"_(\d{8}T\d{6})_")
+
+
+def _with_date(cube: xr.DataArray) -> xr.DataArray:
+    """Give ``cube`` a ``datetime`` attribute from its product id (``S2A_MSIL2A_20240601T101031_...``)."""
+    if cube.attrs.get("datetime"):
+        return cube
+    found = _PRODUCT_DATE.search(str(cube.attrs.get("product_id", "")))
+    if found is None:
+        return cube
+    s = found.group(1)
+    cube.attrs["datetime"] = f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}"
+    return cube
+
+
+def _load_model(model: Any) -> Any:
+    from s2mask.model import load_model  # imports torch: only when a model must be loaded
+
+    return load_model(model or "s2-9")
+
+
 def _open_mask(path: str | Path, chunks: int) -> xr.DataArray:
     import rioxarray
 
@@ -188,11 +210,11 @@ def composite_products(
     # masks: reused or computed
     loaded = None
     if masks is None:
-        from s2mask.model import load_model
-
-        loaded = model if hasattr(model, "predict_proba") else load_model(model or "s2-9")
+        loaded = model if hasattr(model, "predict_proba") else _load_model(model)
     read_bands = tuple(dict.fromkeys((*out_bands, *(loaded.bands if loaded else ()))))
-    cubes = [open_product(p, bands=read_bands, resolution=resolution, chunks=2048) for p in products]
+    cubes = [
+        _with_date(open_product(p, bands=read_bands, resolution=resolution, chunks=2048)) for p in products
+    ]
     probs = None
     if loaded is not None:
         from s2mask.engine import predict
@@ -204,8 +226,10 @@ def composite_products(
 
     # composite on one grid and write
     grid = target_grid(cubes[0], crs=crs, resolution=grid_resolution, bbox=bbox, bbox_crs=bbox_crs)
+    dates = [c.attrs.get("datetime") for c in cubes]
     result = composite(
-        [c.sel(band=list(out_bands)) for c in cubes], mask_arrays, probabilities=probs, method=method,
+        [c.sel(band=list(out_bands)) for c in cubes], mask_arrays,
+        dates=dates if all(dates) else None, probabilities=probs, method=method,
         buffer=buffer, target_date=target_date, grid=grid, chunks=chunks,
     )  # fmt: skip
     sources = [
