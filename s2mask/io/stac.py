@@ -505,9 +505,7 @@ def open_stac_item(
         [item],
         bands=keys,
         chunks={"x": int(chunks), "y": int(chunks)},
-        resampling={
-            k: ("bilinear" if _is_reflectance(b) else "nearest") for b, k in zip(bands, keys, strict=True)
-        },
+        resampling="bilinear",  # every band here is reflectance (class layers would need nearest)
         fail_on_error=True,
         **grid,
     )
@@ -526,10 +524,6 @@ def open_stac_item(
         "cloud_cover": "" if info.cloud_cover is None else info.cloud_cover,
     }
     return cube
-
-
-def _is_reflectance(band: str) -> bool:
-    return band in BANDS
 
 
 # ---------------------------------------------------------------- searching
