@@ -189,6 +189,80 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--bbox", required=True, help="Area as W,S,E,N in degrees (EPSG:4326).")
+@click.option("--date", "date", required=True, help="Date or range: 2024-06-01/2024-06-30, 2024-06, 2024-06-01/..")
+@click.option("--collection", default="sentinel-2-l2a", show_default=True, help="STAC collection id.")
+@click.option("--url", default=None, help="STAC API URL (default: Earth Search; the Planetary Computer has a preset).")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="Keep items with eo:cloud_cover <= this.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=None, help="Process at most N items.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: one <item id>_mask.tif (+ .json, .png) per item and index.geojson.")
+@click.option("--whole-tile", is_flag=True, help="Mask whole tiles instead of cropping to the bbox.")
+@click.option("--dry-run", is_flag=True, help="Search and list what would be processed; write nothing.")
+@click.option("--resume", is_flag=True, help="Skip items whose mask already exists and validates.")
+@click.option("--allow-scheme", "schemes", multiple=True, default=("http", "https", "s3", "file"), show_default=True,
+              help="URL schemes asset hrefs may use (repeat the option).")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
+              help="Seconds per HTTP request.")
+@click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Retries on timeouts and 5xx answers, with backoff.")
+@model_options
+def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_run, resume, schemes, timeout, retries,
+         model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution, scheduler, workers,
+         quiet, overwrite) -> None:  # noqa: ANN001
+    """Search a STAC API by place and date and write one mask COG per scene.
+
+    \b
+    s2mask stac --bbox 11.0,46.0,11.3,46.2 --date 2024-06-01/2024-06-30 --max-cloud 60 -o masks/
+    """
+    from dataclasses import replace
+
+    from s2mask.io.stac import EARTH_SEARCH_URL
+    from s2mask.params import parse_bbox, parse_date_range
+    from s2mask.run import RunOptions, mask_cube
+    from s2mask.stac import describe_plan, run_stac
+
+    try:
+        box, dates = parse_bbox(bbox), parse_date_range(date)
+    except S2MaskError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    model = _load_model(model_name, weights, device, threads)
+    options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
+                         chunks=chunks, overwrite=overwrite or resume, progress=not quiet)
+    client = _cluster(scheduler, workers, weights or model_name, device, threads)
+    if client is not None:
+        from s2mask.engine.cluster import ModelRef
+
+        model = ModelRef(weights or model_name, device)
+
+    def run_one(cube, path):  # noqa: ANN001, ANN202
+        return mask_cube(cube, path, model=model, options=replace(options), source=cube.attrs.get("source"))
+
+    try:
+        result = run_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=box, date=dates, out_dir=output,
+                          run_one=run_one, model=model, max_cloud=max_cloud, limit=limit, dry_run=dry_run,
+                          crop=not whole_tile, resolution=resolution, chunks=chunks, overwrite=overwrite,
+                          resume=resume, allowed_schemes=schemes, timeout=timeout, retries=retries,
+                          on_item=None if quiet else lambda n, total, i: click.echo(f"[{n}/{total}] {i}", err=True))
+    finally:
+        if client is not None:
+            client.close()
+    if dry_run:
+        click.echo(describe_plan(result))
+        return
+    for out in result.outputs:
+        fr = out.fractions
+        click.echo(f"{out.status:8s} {out.mask}  cloud {fr.get('cloud', 0):.1%}  shadow {fr.get('shadow', 0):.1%}")
+    if result.index:
+        click.echo(f"index: {result.index}")
+    if result.failures:
+        click.echo(f"{len(result.failures)} items failed:", err=True)
+        for failure in result.failures:
+            click.echo(f"  {failure.item_id}: {failure.error}", err=True)
+        sys.exit(1)
+
+
 def _echo_result(result, quiet: bool) -> None:  # noqa: ANN001
     fr = result.summary.get("fractions", {})
     line = f"{result.mask}"
