@@ -13,9 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s2mask.errors import OutputError, OutputExistsError, S2MaskError
+from s2mask.errors import NoValidDataError, OutputError, OutputExistsError, S2MaskError
 
-__all__ = ["RunOptions", "RunResult", "BatchReport", "output_paths", "run_product", "run_many", "product_stem", "mask_is_valid"]
+__all__ = [
+    "RunOptions",
+    "RunResult",
+    "BatchReport",
+    "output_paths",
+    "run_product",
+    "mask_cube",
+    "run_many",
+    "product_stem",
+    "mask_is_valid",
+]
 
 
 @dataclass(frozen=True)
@@ -80,59 +90,163 @@ def _check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
     """Refuse before any work: existing outputs (unless overwrite), a folder we cannot write."""
     for p in paths.values():
         if p.suffix.lower() not in {".tif", ".tiff", ".json", ".png"}:
-            raise OutputError(f"Output {p} has suffix {p.suffix!r}; expected a .tif mask path.")
+            raise OutputError(
+                f"Output {p} has suffix {p.suffix!r}; expected a mask path ending in .tif. "
+                "Give -o mask.tif for one product or -o FOLDER for several."
+            )
+        if p.is_dir():
+            raise OutputError(f"Output {p} is a folder; expected a file path. Give a file name inside it.")
         if p.exists() and not overwrite:
-            raise OutputExistsError(f"Output {p} already exists; pass --overwrite to replace it, or --resume to skip it.")
+            raise OutputExistsError(
+                f"Output {p} already exists; s2mask does not replace files unless asked. "
+                "Pass --overwrite to replace it, or --resume to skip products whose mask is valid."
+            )
     parent = paths["mask"].parent
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"Output folder {parent} is a file; give an output path inside a folder.")
-    parent.mkdir(parents=True, exist_ok=True) if not parent.exists() else None
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"Output folder {parent} is not writable; choose another -o path or fix its permissions.")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create the output folder {parent} ({exc.strerror or exc}); expected a folder s2mask can "
+            "create. Choose another -o path or create the folder first."
+        ) from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"Output folder {parent} is not writable by this user; expected write permission. "
+            "Choose another -o path or fix its permissions (chmod u+w)."
+        )
 
 
 def run_product(product: str | Path, out: str | Path, *, model: Any, options: RunOptions = RunOptions()) -> RunResult:
-    """Mask one product (SAFE folder, zipped SAFE or GeoTIFF) and write ``out`` as a COG."""
-    from s2mask.engine import predict
-    from s2mask.io.cog import mask_colormap, probabilities_to_uint8, write_cog
-    from s2mask.io.product import open_product
-    from s2mask.mask import to_mask
+    """Mask one product (SAFE folder, zipped SAFE or GeoTIFF) and write ``out`` as a COG.
 
-    t0 = time.perf_counter()
+    Outputs are checked before any work (see :func:`mask_cube`), the product is opened
+    lazily and handed to :func:`mask_cube`.
+
+    Raises:
+        S2MaskError subclasses only for problems with the inputs or outputs; nothing is
+        left at the output paths when one is raised.
+    """
+    from s2mask.io.product import open_product
+
     paths = output_paths(out, options)
     _check_outputs(paths, options.overwrite)
     cube = open_product(product, bands=model.bands, resolution=options.resolution, resampling=options.resampling,
                         chunks=options.chunks, scale=options.scale, offset=options.offset,
                         band_names=options.bands)
-    probs = predict(cube, model, window=options.window, overlap=options.overlap, batch_size=options.batch_size)
-    mask = to_mask(probs)
-    tags = _mask_tags(cube, model)
-    write_cog(mask, paths["mask"], nodata=255, colormap=mask_colormap(), tags=tags,
-              overview_resampling="mode", overwrite=options.overwrite, progress=options.progress)
-    t_mask = time.perf_counter()
-    if options.probabilities:
-        write_cog(probabilities_to_uint8(probs), paths["probabilities"], nodata=255,
-                  band_descriptions=list(map(str, probs["class"].values)), tags=tags,
-                  overview_resampling="average", overwrite=options.overwrite, progress=options.progress)
-    result = RunResult(str(product), paths["mask"], {k: v for k, v in paths.items() if k != "mask"})
-    written = _open_written_mask(paths["mask"])
-    if options.quicklook:
-        from s2mask.quicklook import write_quicklook
+    rgb = (lambda: _rgb(cube, product, options)) if options.quicklook else None
+    return mask_cube(cube, out, model=model, options=options, rgb=rgb, source=str(product))
 
-        write_quicklook(_rgb(cube, product, options), written, paths["quicklook"], overwrite=options.overwrite)
-    if options.summary:
-        from s2mask.summary import mask_summary, write_summary
 
-        result.summary = mask_summary(written)
-        result.summary.update(
-            product_id=cube.attrs.get("product_id", Path(str(product)).name),
-            source=str(product),
-            model={"name": model.card.name, "version": model.card.version, "bands": list(model.bands)},
-            resolution=options.resolution,
-            timing={"mask_seconds": round(t_mask - t0, 3), "total_seconds": round(time.perf_counter() - t0, 3)},
+def mask_cube(
+    cube: Any,
+    out: str | Path,
+    *,
+    model: Any,
+    options: RunOptions = RunOptions(),
+    rgb: Any = None,
+    source: str | None = None,
+) -> RunResult:
+    """The per-cube pipeline of ``s2mask run``: predict, mask, write COG (+ probabilities, quick-look, summary).
+
+    ``cube`` follows the reader contract (lazy ``("band", "y", "x")`` reflectance).  ``rgb`` is
+    the true-colour cube for the quick-look (or a callable returning it); by default the
+    cube's own B04/B03/B02, and no quick-look when it has none.
+
+    Every output is first written to a hidden temporary file beside its target; only when
+    all of them are complete and the mask holds at least one valid pixel are they renamed
+    into place, the mask last, so a run stopped at any moment (even by SIGKILL) leaves
+    either no mask or a complete, valid one, and ``--resume`` redoes it when absent.
+
+    Raises:
+        OutputExistsError, OutputError: an output exists (without ``overwrite``) or cannot be written.
+        NoValidDataError: every pixel of the cube is nodata (nothing is written).
+    """
+    from s2mask._atomic import _fsync_dir, remove_temps, temp_path_for
+    from s2mask.engine import predict
+    from s2mask.io.cog import mask_colormap, probabilities_to_uint8, write_cog
+    from s2mask.mask import to_mask
+    from s2mask.summary import mask_summary
+
+    t0 = time.perf_counter()
+    paths = output_paths(out, options)
+    _check_outputs(paths, options.overwrite)
+    staged = {key: temp_path_for(path) for key, path in paths.items()}
+    try:
+        # predict and write the mask to its temporary file
+        probs = predict(cube, model, window=options.window, overlap=options.overlap, batch_size=options.batch_size)
+        tags = _mask_tags(cube, model)
+        write_cog(to_mask(probs), staged["mask"], nodata=255, colormap=mask_colormap(), tags=tags,
+                  overview_resampling="mode", progress=options.progress)
+        t_mask = time.perf_counter()
+        written = _open_written_mask(staged["mask"])
+        summary = mask_summary(written)
+        _require_valid_pixels(summary, source or cube.attrs.get("source", ""), paths["mask"])
+
+        # the other outputs, from the written mask
+        if options.probabilities:
+            write_cog(probabilities_to_uint8(probs), staged["probabilities"], nodata=255,
+                      band_descriptions=list(map(str, probs["class"].values)), tags=tags,
+                      overview_resampling="average", progress=options.progress)
+        if options.quicklook:
+            _write_quicklook(cube, rgb, written, staged["quicklook"])
+        if options.summary:
+            from s2mask.summary import write_summary
+
+            summary.update(
+                product_id=cube.attrs.get("product_id") or Path(str(source or out)).name,
+                source=str(source or cube.attrs.get("source", "")),
+                model={"name": model.card.name, "version": model.card.version, "bands": list(model.bands)},
+                resolution=options.resolution,
+                timing={"mask_seconds": round(t_mask - t0, 3), "total_seconds": round(time.perf_counter() - t0, 3)},
+            )
+            write_summary(staged["summary"], summary)
+
+        # publish: everything else first, the mask (what --resume checks) last
+        for key in sorted(staged, key=lambda k: k == "mask"):
+            if staged[key].exists():
+                _publish_one(staged[key], paths[key], overwrite=options.overwrite)
+        _fsync_dir(paths["mask"].parent)
+    finally:
+        for tmp in staged.values():
+            remove_temps(tmp)
+    extras = {k: v for k, v in paths.items() if k != "mask" and v.exists()}
+    return RunResult(str(source or cube.attrs.get("source", "")), paths["mask"], extras, summary)
+
+
+def _publish_one(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    from s2mask._atomic import _publish, describe_os_error
+
+    try:
+        _publish(tmp, target, overwrite=overwrite)
+    except S2MaskError:
+        raise
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, target)) from exc
+
+
+def _require_valid_pixels(summary: dict[str, Any], source: str, target: Path) -> None:
+    counts = summary.get("counts", {})
+    if counts.get("total", 0) and not counts.get("valid", 0):
+        raise NoValidDataError(
+            f"{source} holds no valid pixel: all {counts['total']} pixels are nodata (DN 0) in the model's bands, "
+            f"so no mask was written to {target}. Expected a product with data; check that it covers your area "
+            "(an all-nodata tile edge) or download it again."
         )
-        write_summary(paths["summary"], result.summary, overwrite=options.overwrite)
-    return result
+
+
+def _write_quicklook(cube: Any, rgb: Any, mask: Any, path: Path) -> None:
+    from s2mask.quicklook import write_quicklook
+
+    if callable(rgb):
+        rgb = rgb()
+    if rgb is None:
+        have = {str(b) for b in cube["band"].values}
+        if not {"B04", "B03", "B02"} <= have:
+            return
+        rgb = cube.sel(band=["B04", "B03", "B02"])
+    write_quicklook(rgb, mask, path)
 
 
 def _mask_tags(cube: Any, model: Any) -> dict[str, str]:
@@ -197,22 +311,60 @@ def run_many(
     resume: bool = False,
     on_error: Callable[[str, Exception], None] | None = None,
 ) -> BatchReport:
-    """Mask many products into ``out_dir`` as ``<product id>_mask.tif``; continue past failures."""
+    """Mask many products into ``out_dir`` as ``<product id>_mask.tif``; continue past failures.
+
+    A product that fails (any exception but ``KeyboardInterrupt``/``MemoryError``) is recorded
+    in :attr:`BatchReport.failed` with a one-line reason and the others go on; ``on_error``
+    is called with it as it happens.  With ``resume``, products whose mask exists and is a
+    valid COG are skipped and any other existing output of theirs is replaced.
+
+    Raises:
+        OutputError: ``out_dir`` is a file or cannot be created (before any product runs).
+    """
     report = BatchReport()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(
+            f"The output folder {out_dir} is a file; several products need a folder. Give -o FOLDER."
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create the output folder {out_dir} ({exc.strerror or exc}); choose another -o folder."
+        ) from exc
+    seen: dict[Path, str] = {}
     for product in products:
         out = out_dir / f"{product_stem(product)}_mask.tif"
+        if out in seen:
+            _fail(report, on_error, product, OutputExistsError(
+                f"{product} would write {out}, like {seen[out]} before it; expected one product per output "
+                "name. Pass each product once, or run products with the same name into different folders."
+            ))
+            continue
+        seen[out] = str(product)
         if resume and mask_is_valid(out):
             report.skipped.append(out)
             continue
         try:
             opts = options if not resume else _with_overwrite(options)
             report.done.append(run_product(product, out, model=model, options=opts))
-        except S2MaskError as exc:
-            report.failed.append((str(product), str(exc)))
-            if on_error:
-                on_error(str(product), exc)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad product must not stop the batch
+            _fail(report, on_error, product, exc)
     return report
+
+
+def _fail(report: BatchReport, on_error: Callable[[str, Exception], None] | None, product: Any,
+          exc: Exception) -> None:
+    reason = str(exc) if isinstance(exc, S2MaskError) else (
+        f"unexpected {type(exc).__name__}: {exc} (this may be a bug in s2mask; rerun with --debug "
+        "for the traceback and report it)"
+    )
+    report.failed.append((str(product), reason))
+    if on_error:
+        on_error(str(product), exc)
 
 
 def product_stem(product: str | Path) -> str:
