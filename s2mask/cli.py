@@ -263,6 +263,80 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("products", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Composite COG path (a quick-look PNG is written beside it).")
+@click.option("--method", type=click.Choice(["median", "mean", "best-pixel"]), default="median", show_default=True,
+              help="How clear observations are combined.")
+@click.option("--mask", "masks", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Existing s2mask mask COG for each product, in the same order (repeat); else masks are computed.")
+@click.option("--buffer", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Grow cloud and shadow by N pixels before compositing.")
+@click.option("--target-date", default=None, help="best-pixel: ties go to the scene closest to this date.")
+@click.option("--bands", "out_bands", type=BandsType(), default="s2-9", show_default=True,
+              help="Output bands (preset or list); must include B04,B03,B02 for the quick-look.")
+@click.option("--crs", default=None, help="Output CRS (default: the first product's), e.g. EPSG:32633.")
+@click.option("--grid-resolution", type=float, default=None, help="Output pixel size in CRS units.")
+@click.option("--grid-bbox", default=None, help="Output bounds minx,miny,maxx,maxy in the output CRS.")
+@click.option("--stac-bbox", default=None, help="Instead of PRODUCTS: search STAC over W,S,E,N (degrees).")
+@click.option("--date", default=None, help="With --stac-bbox: date range, e.g. 2024-06-01/2024-08-31.")
+@click.option("--collection", default="sentinel-2-l2a", show_default=True, help="With --stac-bbox: collection.")
+@click.option("--url", default=None, help="With --stac-bbox: STAC API URL (default: Earth Search).")
+@click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="With --stac-bbox: max eo:cloud_cover.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=None, help="With --stac-bbox: at most N items.")
+@model_options
+def composite(products, output, method, masks, buffer, target_date, out_bands, crs, grid_resolution, grid_bbox,
+              stac_bbox, date, collection, url, max_cloud, limit, model_name, weights, device, threads, window,
+              overlap, batch_size, chunks, resolution, scheduler, workers, quiet, overwrite) -> None:  # noqa: ANN001
+    """Build a cloud-free composite from PRODUCTS (or a STAC search) into one COG.
+
+    \b
+    s2mask composite a.SAFE b.SAFE c.SAFE -o composite.tif --method median --buffer 3
+    s2mask composite --stac-bbox 11.0,46.0,11.3,46.2 --date 2024-06-01/2024-08-31 -o summer.tif
+    """
+    from s2mask.composite import CompositeOptions, composite_products, composite_stac
+
+    if bool(products) == bool(stac_bbox):
+        raise click.UsageError("Give either PRODUCTS or --stac-bbox with --date, not both and not neither.")
+    if stac_bbox and not date:
+        raise click.UsageError("--stac-bbox needs --date (e.g. 2024-06-01/2024-08-31).")
+    if masks and len(masks) != len(products):
+        raise click.BadParameter(f"{len(masks)} --mask files for {len(products)} products; give one per product.",
+                                 param_hint="--mask")
+    box = None
+    if grid_bbox:
+        try:
+            box = tuple(float(v) for v in grid_bbox.split(","))
+            assert len(box) == 4 and box[0] < box[2] and box[1] < box[3]
+        except (ValueError, AssertionError):
+            raise click.BadParameter(f"{grid_bbox!r} is not minx,miny,maxx,maxy with min < max.",
+                                     param_hint="--grid-bbox") from None
+    options = CompositeOptions(method=method, buffer=buffer, target_date=target_date, bands=out_bands,
+                               resolution=resolution, crs=crs, grid_resolution=grid_resolution, bbox=box,
+                               chunks=min(chunks, 2048), overwrite=overwrite, progress=not quiet)
+    model = None if masks else _load_model(model_name, weights, device, threads)
+    client = _cluster(scheduler, workers, weights or model_name, device, threads)
+    if client is not None and model is not None:
+        from s2mask.engine.cluster import ModelRef
+
+        model = ModelRef(weights or model_name, device)
+    try:
+        if stac_bbox:
+            from s2mask.io.stac import EARTH_SEARCH_URL
+
+            result = composite_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=stac_bbox, date=date,
+                                    out=output, model=model, max_cloud=max_cloud, limit=limit, options=options)
+        else:
+            result = composite_products(products, output, masks=list(masks) or None, model=model, options=options)
+    finally:
+        if client is not None:
+            client.close()
+    click.echo(f"{result.cog}  ({len(result.scenes)} scenes, {result.seconds:.1f} s)")
+    if result.quicklook:
+        click.echo(f"{result.quicklook}")
+
+
 def _echo_result(result, quiet: bool) -> None:  # noqa: ANN001
     fr = result.summary.get("fractions", {})
     line = f"{result.mask}"
