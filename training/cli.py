@@ -326,3 +326,41 @@ def compare_bands(
     )
     band_sets = tuple(s.strip() for s in sets.split(";") if s.strip())
     _run(lambda: click.echo(format_comparison(run_compare(base, band_sets))))
+
+
+@train_cli.command("export")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Target .safetensors."
+)
+@click.option(
+    "--shared-data",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Measure the real labelled scenes here and write the figures into the card.",
+)
+@click.option("--command", "command", default=None, help="The command that produced the checkpoint (card).")
+@click.option(
+    "--test-metrics", type=click.Path(dir_okay=False), default=None, help="The run's test_metrics.json."
+)
+@click.option("--note", default="", help="Free text added to the card's metrics.")
+def export(checkpoint, out_path, shared_data, command, test_metrics, note) -> None:
+    """Write a checkpoint as a .safetensors model (optionally measured on the real scenes)."""
+    from training.export import export_weights, ship_model
+
+    def go():
+        if shared_data:
+            path, metrics = ship_model(
+                checkpoint,
+                out_path,
+                shared_data=shared_data,
+                command=command or "",
+                test_metrics=test_metrics,
+                note=note,
+            )
+            click.echo(json.dumps(metrics["real_scenes"], indent=2))
+        else:
+            path = export_weights(checkpoint, out_path, **({"command": command} if command else {}))
+        click.echo(f"wrote {path}")
+
+    _run(go)

@@ -240,6 +240,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         sched.load_state_dict(ckpt["scheduler"])
         history, best_iou, start = list(ckpt["history"]), float(ckpt["best_iou"]), int(ckpt["epoch"]) + 1
         torch.set_rng_state(ckpt["torch_rng"])
+        gen.manual_seed(cfg.seed + 1000 * start)  # a resumed run does not replay epoch 1's order
         print(f"resuming from {cfg.resume} after epoch {start - 1} (best val macro IoU {best_iou:.4f})")
 
     # epochs

@@ -36,6 +36,7 @@ __all__ = [
     "SyntheticConfig",
     "load_backgrounds",
     "synthesize",
+    "synthesize_parts",
     "write_synthetic_dataset",
     "SHADOW_TRANSMISSION",
 ]
@@ -236,6 +237,15 @@ def synthesize(
     bgs: list[Background], rng: np.random.Generator, cfg: SyntheticConfig = SyntheticConfig()
 ) -> tuple[np.ndarray, np.ndarray]:
     """One sample: ``(image (13, S, S) float32 reflectance, label (S, S) uint8)``."""
+    parts = synthesize_parts(bgs, rng, cfg)
+    return parts["image"], parts["label"]
+
+
+def synthesize_parts(
+    bgs: list[Background], rng: np.random.Generator, cfg: SyntheticConfig = SyntheticConfig()
+) -> dict[str, np.ndarray]:
+    """One sample with its making-of: ``image``, ``label``, ``background``, ``water``,
+    ``cloud_alpha`` and ``shadow`` (the shadow's opacity before clouds cover it)."""
     s = cfg.size
     img, ignore = _background_crop(bgs, cfg, rng)
     water = _water(img)
@@ -282,7 +292,14 @@ def synthesize(
     label[cloud_alpha >= 0.2] = 1
     label[(cloud_alpha > 0.08) & (cloud_alpha < 0.2)] = IGNORE
     label[ignore & (label == 0)] = IGNORE
-    return np.clip(out, 0.0, 1.0).astype(np.float32), label
+    return {
+        "image": np.clip(out, 0.0, 1.0).astype(np.float32),
+        "label": label,
+        "background": img,
+        "water": water,
+        "cloud_alpha": cloud_alpha,
+        "shadow": shadow,
+    }
 
 
 # ---------------------------------------------------------------- dataset on disk

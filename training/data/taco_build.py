@@ -180,3 +180,52 @@ def write_taco_v1(
     tmp.write_bytes(head.ljust(_HEADER, b"\0") + b"".join(body) + coll + footer)
     tmp.replace(path)
     return path
+
+
+def real_patch_samples(
+    shared_data: str | Path, *, n: int = 6, size: int = 64, seed: int = 0
+) -> list[TacoSample]:
+    """CloudSEN12-shaped samples cut from the real 13-band s2cloudless test scene.
+
+    Images are the scene's L1C reflectance as DN (uint16); labels come from the
+    s2cloudless probabilities (>0.7 thick, 0.4-0.7 thin) plus dark non-water pixels
+    next to clouds as shadow.  Splits cycle train/train/validation/test; label types
+    alternate high/scribble; centroids, cloud percentages and a Mexico/Europe position
+    are set so every filter has something to select.
+    """
+    from scipy import ndimage
+
+    with np.load(Path(shared_data) / "s2cloudless_testscene" / "input_arrays.npz") as d:
+        img, prob = d["s2_im"][0], d["cl_probs"][0]
+    rng = np.random.default_rng(seed)
+    splits = ("train", "train", "validation", "test")
+    out = []
+    for i in range(n):
+        r, c = int(rng.integers(0, img.shape[0] - size)), int(rng.integers(0, img.shape[1] - size))
+        x = img[r : r + size, c : c + size].transpose(2, 0, 1)
+        p = prob[r : r + size, c : c + size]
+        lab = np.zeros((size, size), np.uint8)
+        lab[(p > 0.4) & (p <= 0.7)] = 2
+        lab[p > 0.7] = 1
+        g, nir = x[2], x[7]
+        water = (g - nir) / np.maximum(g + nir, 1e-6) > 0.05
+        near = ndimage.binary_dilation(p > 0.4, iterations=8)
+        lab[(nir < np.percentile(nir, 15)) & ~water & near & (lab == 0)] = 3
+        thick, thin = float((lab == 1).mean() * 100), float((lab == 2).mean() * 100)
+        lon, lat = (-100.0 + i, 20.0) if i % 3 != 2 else (10.0 + i, 45.0)
+        out.append(
+            TacoSample(
+                id=f"ROI_{i:04d}",
+                image=np.round(np.clip(x, 0, 1) * 10000).astype(np.uint16),
+                label=lab,
+                metadata={
+                    "tortilla:data_split": splits[i % 4],
+                    "label_type": "high" if i % 2 == 0 else "scribble",
+                    "stac:centroid": f"POINT ({lon} {lat})",
+                    "thick_percentage": thick,
+                    "thin_percentage": thin,
+                    "cloud_shadow_percentage": float((lab == 3).mean() * 100),
+                },
+            )
+        )
+    return out
