@@ -41,7 +41,7 @@ def _write(tmp: Path, i: int, refl: np.ndarray, mask: np.ndarray) -> tuple[Path,
 def test_composite_with_given_masks_recovers_clear_values(tmp_path):
     values = (0.10, 0.20, 0.30)
     rows = (slice(0, 20), slice(20, 40), slice(0, 0))  # scene 3 is clear everywhere
-    pairs = [_write(tmp_path, i, *_scene(v, r)) for i, (v, r) in enumerate(zip(values, rows))]
+    pairs = [_write(tmp_path, i, *_scene(v, r)) for i, (v, r) in enumerate(zip(values, rows, strict=True))]
     args = ["composite", *[str(p) for p, _ in pairs], "-o", str(tmp_path / "c.tif"), "-q"]
     for _, m in pairs:
         args += ["--mask", str(m)]
