@@ -8,7 +8,7 @@ import rasterio
 import rioxarray  # noqa: F401
 from rasterio.transform import from_origin
 
-from s2mask.composite import composite, composite_products, write_composite
+from s2mask.composite import CompositeOptions, composite, composite_products, write_composite
 from s2mask.composite.products import quicklook_path
 from s2mask.errors import InvalidParameterError, OutputExistsError, ProductNotFoundError
 
@@ -103,8 +103,9 @@ def test_composite_products_with_mask_cogs_writes_cog_and_quicklook(products, tm
     paths, masks, surface = products
     out = tmp_path / "out" / "median.tif"
     out.parent.mkdir()
-    run = composite_products(paths, out, masks=masks, bands="rgbn", method="median", buffer=1)
-    assert run.cog == out and run.scenes == 4 and run.quicklook == quicklook_path(out)
+    run = composite_products(paths, out, masks=masks, options=CompositeOptions(bands=BANDS, buffer=1))
+    assert run.cog == out and run.quicklook == quicklook_path(out)
+    assert run.scenes == tuple(p.stem for p in paths)
     assert run.quicklook.stat().st_size > 0
     with rasterio.open(out) as src:
         data = src.read()
@@ -115,7 +116,7 @@ def test_composite_products_with_mask_cogs_writes_cog_and_quicklook(products, tm
     plain = sum((_classes(t) == 0).astype(int) for t in range(len(DATES)))
     assert (data[4] <= plain).all() and data[4].sum() < plain.sum()  # the buffer removed observations
     with pytest.raises(OutputExistsError):
-        composite_products(paths, out, masks=masks, bands="rgbn")
+        composite_products(paths, out, masks=masks, options=CompositeOptions(bands=BANDS))
 
 
 def test_composite_products_computes_masks_with_a_model(products, tmp_path):
@@ -123,8 +124,8 @@ def test_composite_products_computes_masks_with_a_model(products, tmp_path):
 
     paths, _, surface = products
     model = ThresholdModel(bands=BANDS, cloud=0.3, shadow=0.02)
-    run = composite_products(paths, tmp_path / "bp.tif", model=model, bands="rgbn", method="best-pixel",
-                             target_date="2024-06-30", quicklook=False)  # fmt: skip
+    options = CompositeOptions(bands=BANDS, method="best-pixel", target_date="2024-06-30", quicklook=False)
+    run = composite_products(paths, tmp_path / "bp.tif", model=model, options=options)
     assert run.quicklook is None
     with rasterio.open(run.cog) as src:
         data = src.read()
@@ -144,4 +145,4 @@ def test_composite_products_refuses_bad_inputs(products, tmp_path):
     with pytest.raises(InvalidParameterError, match="at least one"):
         composite_products([], tmp_path / "x.tif", masks=[])
     with pytest.raises(ProductNotFoundError, match="does not exist"):
-        composite_products(paths, tmp_path / "x.tif", masks=[*masks[:3], tmp_path / "nope.tif"], bands="rgbn")
+        composite_products(paths, tmp_path / "x.tif", masks=[*masks[:3], tmp_path / "nope.tif"])

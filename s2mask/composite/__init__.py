@@ -19,13 +19,21 @@ from s2mask.composite.methods import (
     Method,
     get_method,
 )
-from s2mask.composite.products import CompositeRun, composite_products, composite_tags, write_composite
+from s2mask.composite.products import (
+    CompositeOptions,
+    CompositeRun,
+    composite_products,
+    composite_stac,
+    composite_tags,
+    write_composite,
+)
 
 __all__ = [
     "REFLECTANCE_SCALE",
     "SOURCE_NODATA",
     "BestPixelMethod",
     "CompositeMethod",
+    "CompositeOptions",
     "CompositeRun",
     "Grid",
     "MeanMethod",
@@ -33,6 +41,7 @@ __all__ = [
     "Method",
     "composite",
     "composite_products",
+    "composite_stac",
     "composite_tags",
     "dilate_mask",
     "dilate_mask_block",

@@ -24,7 +24,15 @@ from s2mask.composite.core import DateLike, composite, to_uint16
 from s2mask.composite.grid import target_grid
 from s2mask.errors import InvalidParameterError, ProductNotFoundError
 
-__all__ = ["CompositeRun", "composite_tags", "write_composite", "composite_products", "quicklook_path"]
+__all__ = [
+    "CompositeOptions",
+    "CompositeRun",
+    "composite_products",
+    "composite_stac",
+    "composite_tags",
+    "quicklook_path",
+    "write_composite",
+]
 
 _RGB = ("B04", "B03", "B02")
 
@@ -86,15 +94,47 @@ def write_composite(
 
 
 @dataclass(frozen=True)
+class CompositeOptions:
+    """How scenes become a composite (shared by ``composite_products`` and ``composite_stac``)."""
+
+    method: str = "median"
+    """``median`` (default), ``mean`` or ``best-pixel``."""
+    buffer: int = 0
+    """Grow cloud and shadow by this many pixels before compositing."""
+    target_date: DateLike | None = None
+    """Best-pixel ties go to the scene closest to this date."""
+    bands: tuple[str, ...] = DEFAULT_BANDS
+    """Output bands (the quick-look needs B04, B03, B02 among them)."""
+    resolution: int = 10
+    """Resolution (m) the products are read at."""
+    crs: Any = None
+    """Output CRS (default: the first scene's); needs ``grid_resolution`` when it differs."""
+    grid_resolution: float | None = None
+    """Output pixel size in CRS units (default: the first scene's)."""
+    bbox: tuple[float, float, float, float] | None = None
+    """Output bounds ``(minx, miny, maxx, maxy)`` in ``bbox_crs`` (default: the first scene's)."""
+    bbox_crs: Any = None
+    """CRS of ``bbox`` (default: the output CRS; ``"EPSG:4326"`` for lon/lat)."""
+    chunks: int = 1024
+    """Composite block size (px); memory ~ threads x scenes x bands x chunks**2 x 12 bytes."""
+    quicklook: bool = True
+    """Also write ``<out>.png`` (true colour, nodata marked)."""
+    overwrite: bool = False
+    """Replace existing outputs."""
+    progress: Any = None
+    """``True`` for a progress bar of the written blocks (see ``write_cog``)."""
+
+
+@dataclass(frozen=True)
 class CompositeRun:
-    """What ``composite_products`` wrote."""
+    """What ``composite_products`` or ``composite_stac`` wrote."""
 
     cog: Path
     """The multi-band composite COG."""
     quicklook: Path | None
     """The quick-look PNG, if one was written."""
-    scenes: int
-    """Number of scenes composited."""
+    scenes: tuple[str, ...]
+    """Product ids of the composited scenes, in input order (``source`` band value - 1)."""
     seconds: float
     """Wall time of the whole run."""
 
@@ -117,12 +157,6 @@ def _with_date(cube: xr.DataArray) -> xr.DataArray:
     s = found.group(1)
     cube.attrs["datetime"] = f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}"
     return cube
-
-
-def _load_model(model: Any) -> Any:
-    from s2mask.model import load_model  # imports torch: only when a model must be loaded
-
-    return load_model(model or "s2-9")
 
 
 def _open_mask(path: str | Path, chunks: int) -> xr.DataArray:
@@ -167,29 +201,13 @@ def composite_products(
     *,
     masks: Sequence[str | Path] | None = None,
     model: Any = None,
-    bands: str | Sequence[str] | None = None,
-    method: str = "median",
-    buffer: int = 0,
-    target_date: DateLike | None = None,
-    resolution: int = 10,
-    crs: Any = None,
-    grid_resolution: float | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-    bbox_crs: Any = None,
-    chunks: int = 1024,
-    quicklook: bool = True,
-    overwrite: bool = False,
-    progress: Any = None,
+    options: CompositeOptions = CompositeOptions(),
 ) -> CompositeRun:
-    """Composite products (``.SAFE``, GeoTIFF) into ``out`` (COG) and ``<out>.png`` (quick-look).
+    """Composite products (``.SAFE``, zipped SAFE, GeoTIFF) into ``out`` (COG) and ``<out>.png``.
 
-    Masks are read from ``masks`` (s2mask mask COGs, one per product) or computed with ``model``
-    (a loaded model or a shipped model name, default ``"s2-9"``).  The grid is the first
-    product's unless ``crs``/``grid_resolution``/``bbox`` say otherwise (see
-    :func:`~s2mask.composite.grid.target_grid`).  ``bands`` (a preset or names, default ``s2-9``)
-    are the output bands; the quick-look needs B04, B03 and B02 among them.
+    Masks are read from ``masks`` (s2mask mask COGs, one per product, in order) or computed
+    with ``model`` (a loaded model or a shipped model name, default ``"s2-9"``).
     """
-    from s2mask._atomic import check_target
     from s2mask.io.product import open_product
 
     t0 = time.perf_counter()
@@ -201,50 +219,122 @@ def composite_products(
         raise InvalidParameterError(
             f"{len(masks)} masks were given for {len(products)} products; give one mask COG per product, in order."
         )
-    out_bands = resolve_bands(bands) if bands is not None else DEFAULT_BANDS
-    do_quicklook = quicklook and all(b in out_bands for b in _RGB)
-    check_target(out, overwrite=overwrite)
-    if do_quicklook:
-        check_target(quicklook_path(out), overwrite=overwrite)
-
-    # masks: reused or computed
-    loaded = None
-    if masks is None:
-        loaded = model if hasattr(model, "predict_proba") else _load_model(model)
-    read_bands = tuple(dict.fromkeys((*out_bands, *(loaded.bands if loaded else ()))))
+    _check_outputs(out, options)
+    loaded = None if masks is not None else _model(model)
+    read = _read_bands(options, loaded)
+    mask_arrays = None if masks is None else [_open_mask(m, 2048) for m in masks]
     cubes = [
-        _with_date(open_product(p, bands=read_bands, resolution=resolution, chunks=2048)) for p in products
+        _with_date(open_product(p, bands=read, resolution=options.resolution, chunks=2048)) for p in products
     ]
+    for cube, p in zip(cubes, products, strict=True):
+        cube.attrs.setdefault("product_id", Path(str(p)).name)
+    return _composite_cubes(cubes, out, masks=mask_arrays, model=loaded, options=options, started=t0)
+
+
+def composite_stac(
+    *,
+    url: str,
+    collection: str,
+    bbox: Any,
+    date: Any,
+    out: str | Path,
+    model: Any = None,
+    max_cloud: float | None = None,
+    limit: int | None = None,
+    options: CompositeOptions = CompositeOptions(),
+) -> CompositeRun:
+    """Search ``collection`` at the STAC API ``url`` and composite what it finds into ``out``.
+
+    ``bbox`` (W,S,E,N degrees) and ``date`` (``2024-06-01/2024-08-31``) are parsed as in
+    ``s2mask stac``; every item is read lazily, cropped to ``bbox``, and masked with ``model``.
+    Unless ``options`` give another grid, the output covers ``bbox`` on the first item's grid.
+    """
+    from dataclasses import replace
+
+    from s2mask.io.stac import open_stac_item, search_items
+    from s2mask.params import parse_bbox
+
+    t0 = time.perf_counter()
+    _check_outputs(out, options)
+    items = search_items(
+        url=url, collection=collection, bbox=bbox, date=date, max_cloud=max_cloud, limit=limit
+    )
+    loaded = _model(model)
+    read = _read_bands(options, loaded)
+    box = parse_bbox(bbox)
+    cubes = [
+        open_stac_item(item, bands=read, resolution=options.resolution, bbox=box, chunks=2048)
+        for item in items
+    ]
+    if options.bbox is None and options.crs is None:
+        options = replace(options, bbox=box.as_tuple(), bbox_crs="EPSG:4326")
+    return _composite_cubes(cubes, out, masks=None, model=loaded, options=options, started=t0)
+
+
+def _check_outputs(out: str | Path, options: CompositeOptions) -> None:
+    """Refuse existing outputs before any work."""
+    from s2mask._atomic import check_target
+
+    check_target(out, overwrite=options.overwrite)
+    if _wants_quicklook(options):
+        check_target(quicklook_path(out), overwrite=options.overwrite)
+
+
+def _wants_quicklook(options: CompositeOptions) -> bool:
+    return options.quicklook and all(b in resolve_bands(options.bands) for b in _RGB)
+
+
+def _model(model: Any) -> Any:
+    if hasattr(model, "predict_proba"):
+        return model
+    from s2mask.model import load_model  # imports torch: only when a model must be loaded
+
+    return load_model(model or "s2-9")
+
+
+def _read_bands(options: CompositeOptions, model: Any) -> tuple[str, ...]:
+    """Output bands first, then any the model needs besides."""
+    bands = resolve_bands(options.bands)
+    return tuple(dict.fromkeys((*bands, *(model.bands if model is not None else ()))))
+
+
+def _composite_cubes(
+    cubes: list[xr.DataArray],
+    out: str | Path,
+    *,
+    masks: list[xr.DataArray] | None,
+    model: Any,
+    options: CompositeOptions,
+    started: float,
+) -> CompositeRun:
+    """Predict masks if needed, composite on the target grid, write the COG and the quick-look."""
+    bands = resolve_bands(options.bands)
     probs = None
-    if loaded is not None:
+    if masks is None:
         from s2mask.engine import predict
 
-        probs = [predict(c, loaded) for c in cubes]
-        mask_arrays = None
-    else:
-        mask_arrays = [_open_mask(m, 2048) for m in masks]
-
-    # composite on one grid and write
-    grid = target_grid(cubes[0], crs=crs, resolution=grid_resolution, bbox=bbox, bbox_crs=bbox_crs)
+        probs = [predict(c, model) for c in cubes]
+    grid = target_grid(
+        cubes[0],
+        crs=options.crs,
+        resolution=options.grid_resolution,
+        bbox=options.bbox,
+        bbox_crs=options.bbox_crs,
+    )
     dates = [c.attrs.get("datetime") for c in cubes]
     result = composite(
-        [c.sel(band=list(out_bands)) for c in cubes], mask_arrays,
-        dates=dates if all(dates) else None, probabilities=probs, method=method,
-        buffer=buffer, target_date=target_date, grid=grid, chunks=chunks,
+        [c.sel(band=list(bands)) for c in cubes], masks, probabilities=probs, method=options.method,
+        buffer=options.buffer, target_date=options.target_date, dates=dates if all(dates) else None,
+        grid=grid, chunks=options.chunks,
     )  # fmt: skip
-    sources = [
-        str(c.attrs.get("product_id") or Path(str(p)).name) for c, p in zip(cubes, products, strict=True)
-    ]
+    sources = tuple(str(c.attrs.get("product_id", i)) for i, c in enumerate(cubes))
     cog = write_composite(
-        result, out, bands=out_bands, sources=sources, overwrite=overwrite, progress=progress
+        result, out, bands=bands, sources=sources, overwrite=options.overwrite, progress=options.progress
     )
-
-    # quick-look from the written COG's overviews
     png = None
-    if do_quicklook:
+    if _wants_quicklook(options):
         from s2mask.quicklook import write_quicklook
 
         rgb, nodata = _read_quicklook_source(cog)
-        png = write_quicklook(rgb, nodata, quicklook_path(out), overwrite=overwrite)
-        png = Path(png) if png is not None else quicklook_path(out)
-    return CompositeRun(cog, png, len(cubes), round(time.perf_counter() - t0, 3))
+        png = Path(write_quicklook(rgb, nodata, quicklook_path(out), overwrite=options.overwrite))
+    return CompositeRun(cog, png, sources, round(time.perf_counter() - started, 3))
