@@ -1,0 +1,86 @@
+"""Real-scene evaluation, band approximation, band-set comparison and shipping a model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from s2mask.model import ModelCard, build_model, load_model
+from s2mask.testing.models import tiny_unet
+from training.compare import compare_bands, format_comparison
+from training.data.taco_build import real_patch_samples, write_taco
+from training.export import ship_model
+from training.loop import TrainConfig
+from training.real_scenes import approximate_bands, evaluate_s2cloudless, evaluate_ukis, predict_array
+
+
+def test_missing_red_edge_bands_are_interpolated_by_wavelength():
+    have = {"B02": np.full((2, 2), 0.05), "B04": np.full((2, 2), 0.1), "B08": np.full((2, 2), 0.5)}
+    x, approx = approximate_bands(have, ("B01", "B04", "B05", "B07", "B08", "B12"))
+    assert approx == ["B01", "B05", "B07", "B12"]
+    t5, t7 = (705 - 665) / (842 - 665), (783 - 665) / (842 - 665)
+    np.testing.assert_allclose(x[:, 0, 0], [0.05, 0.1, 0.1 + t5 * 0.4, 0.1 + t7 * 0.4, 0.5, 0.5], rtol=1e-6)
+
+
+def test_predict_array_tiles_cover_the_scene():
+    model = tiny_unet(("B02", "B03", "B04", "B08"), width=4)
+    img = np.random.default_rng(0).random((4, 70, 90), dtype=np.float32)
+    whole = model.predict_proba(img[None])[0].argmax(0)
+    tiled = predict_array(model, img, tile=48)
+    assert tiled.shape == (70, 90)
+    assert (tiled == whole).mean() > 0.98  # 32 px context margins: tiles agree with the whole-scene pass
+
+
+def test_ukis_and_s2cloudless_reports(shared_data):
+    rgbn = tiny_unet(("B02", "B03", "B04", "B08"), width=4)
+    r = evaluate_ukis(rgbn, shared_data)
+    assert r["pixels"] == 512 * 512 and r["approximated_bands"] == []
+    assert np.array(r["confusion"]).sum() == r["pixels"]
+    s29 = tiny_unet(width=4)
+    assert evaluate_ukis(s29, shared_data)["approximated_bands"] == ["B05", "B06", "B07"]
+    s = evaluate_s2cloudless(s29, shared_data)
+    assert 0.4 < s["cloud_fraction_s2cloudless"] < 0.5
+    assert 0.0 <= s["cloud_iou"] <= 1.0 and 0.0 <= s["cloud_iou_heldout_rows"] <= 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_taco(shared_data, tmp_path_factory):
+    return write_taco(
+        tmp_path_factory.mktemp("cmp") / "mini.tacozip", real_patch_samples(shared_data, n=8, size=32)
+    )
+
+
+def test_compare_bands_table(tiny_taco, tmp_path):
+    base = TrainConfig(
+        data=str(tiny_taco),
+        out_dir=str(tmp_path),
+        epochs=1,
+        batch_size=4,
+        width=4,
+        crop=32,
+        threads=1,
+        device="cpu",
+        n_samples=1,
+        log_every=0,
+    )
+    res = compare_bands(base, ("rgb", "rgbn"))
+    assert list(res) == ["rgb", "rgbn"] and res["rgbn"]["bands"] == ["B02", "B03", "B04", "B08"]
+    table = (tmp_path / "comparison.md").read_text()
+    assert table.startswith("| bands |") and "| rgbn | 4 | test |" in table
+    assert json.loads((tmp_path / "comparison.json").read_text())["rgb"]["split"] == "test"
+    assert format_comparison(res).count("\n") == 3
+
+
+def test_ship_model_writes_card_with_measured_metrics(shared_data, tmp_path):
+    import torch
+
+    card = ModelCard(name="rgbn", bands=("B02", "B03", "B04", "B08"), width=4, training_data="unit test")
+    ckpt = tmp_path / "best_model.pth"
+    torch.save({"model": build_model(card).state_dict(), "card": card.to_dict()}, ckpt)
+    path, metrics = ship_model(ckpt, tmp_path / "rgbn.safetensors", shared_data=shared_data, command="cmd x")
+    m = load_model(path, device="cpu")
+    assert m.card.command == "cmd x" and m.card.training_data == "unit test"
+    assert set(m.card.metrics["real_scenes"]) == {"ukis", "s2cloudless"}
+    assert m.card.metrics == json.loads(json.dumps(metrics))
