@@ -122,6 +122,14 @@ class PeakRSS:
         self._thread.join()
 
 
+def _gdal_cachemax() -> int:
+    """GDAL's raster block cache size (default 5 % of RAM), which the COG writer fills."""
+    import rasterio.env
+
+    with rasterio.Env():
+        return int(rasterio.env.get_gdal_config("GDAL_CACHEMAX"))
+
+
 def check(path: Path, *, scenes: int, bands: tuple[str, ...], size: int, samples: int = 4096) -> dict:
     """Compare random pixels of the written COG with the known surface and clear count."""
     import rasterio
@@ -189,6 +197,7 @@ def main() -> None:
         "rss_before_mib": round(baseline / 2**20),
         "peak_rss_mib_sampled": round(rss.peak / 2**20),
         "peak_rss_mib_getrusage": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "gdal_cachemax_bytes": int(_gdal_cachemax()),
         "one_scene_in_memory_mib": round(len(bands) * args.size**2 * 4 / 2**20),
         "output_mib": round(out.stat().st_size / 2**20, 1),
     }

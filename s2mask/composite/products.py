@@ -222,9 +222,10 @@ def composite_products(
     _check_outputs(out, options)
     loaded = None if masks is not None else _model(model)
     read = _read_bands(options, loaded)
-    mask_arrays = None if masks is None else [_open_mask(m, 2048) for m in masks]
+    mask_arrays = None if masks is None else [_open_mask(m, options.chunks) for m in masks]
     cubes = [
-        _with_date(open_product(p, bands=read, resolution=options.resolution, chunks=2048)) for p in products
+        _with_date(open_product(p, bands=read, resolution=options.resolution, chunks=options.chunks))
+        for p in products
     ]
     for cube, p in zip(cubes, products, strict=True):
         cube.attrs.setdefault("product_id", Path(str(p)).name)
@@ -263,7 +264,7 @@ def composite_stac(
     read = _read_bands(options, loaded)
     box = parse_bbox(bbox)
     cubes = [
-        open_stac_item(item, bands=read, resolution=options.resolution, bbox=box, chunks=2048)
+        open_stac_item(item, bands=read, resolution=options.resolution, bbox=box, chunks=options.chunks)
         for item in items
     ]
     if options.bbox is None and options.crs is None:
