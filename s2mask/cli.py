@@ -363,8 +363,8 @@ def main() -> None:
     """Console entry point: run the CLI, turning S2MaskError into one line and exit code 1."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # click turns Ctrl-C (KeyboardInterrupt) into Abort
+        click.echo("Interrupted; no partial output was left.", err=True)
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -208,11 +208,27 @@ def mask_cube(
             if staged[key].exists():
                 _publish_one(staged[key], paths[key], overwrite=options.overwrite)
         _fsync_dir(paths["mask"].parent)
+    except S2MaskError as exc:
+        raise _name_targets(exc, staged, paths) from exc
     finally:
         for tmp in staged.values():
             remove_temps(tmp)
     extras = {k: v for k, v in paths.items() if k != "mask" and v.exists()}
     return RunResult(str(source or cube.attrs.get("source", "")), paths["mask"], extras, summary)
+
+
+def _name_targets(exc: S2MaskError, staged: dict[str, Path], paths: dict[str, Path]) -> S2MaskError:
+    """The same error, naming the output the user asked for rather than its hidden temporary file."""
+    message = str(exc)
+    for key, tmp in staged.items():
+        for form in (str(tmp.absolute()), str(tmp)):
+            message = message.replace(form, str(paths[key]))
+    if message == str(exc):
+        return exc
+    try:
+        return type(exc)(message)
+    except TypeError:  # pragma: no cover - a subclass with another signature
+        return exc
 
 
 def _publish_one(tmp: Path, target: Path, *, overwrite: bool) -> None:

@@ -45,12 +45,55 @@ def save_tiny_weights(path: Path, bands: tuple[str, ...] | None = None) -> Path:
     return save_model(model.net, model.card, path)
 
 
+def save_threshold_weights(path: Path, *, cloud: float = 0.25, shadow: float = 0.04) -> Path:
+    """A U-Net whose weights make it a per-pixel threshold on the mean reflectance of its bands.
+
+    Mean above ``cloud`` -> cloud, below ``shadow`` -> shadow, else clear: a real weights
+    file that a ``run`` can load, with outputs that move when the radiometry is wrong.
+    Only the first level's channel 0 is used (mean of the bands, copied through the skip
+    connection); every other weight is zero and BatchNorm is the identity.
+    """
+    import torch
+
+    from s2mask.bands import DEFAULT_BANDS
+    from s2mask.model import ModelCard, build_model, save_model
+
+    card = ModelCard(
+        name="threshold",
+        bands=DEFAULT_BANDS,
+        width=4,
+        window_size=64,
+        training_data="none (hand-set weights for tests)",
+    )
+    net = build_model(card)
+    with torch.no_grad():
+        for m in net.modules():
+            for param in m.parameters(recurse=False):
+                param.zero_()
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+                m.weight.fill_(1.0)
+                m.eps = 0.0
+        net.inc[0].weight[0, :, 1, 1] = 1.0 / len(card.bands)
+        net.inc[3].weight[0, 0, 1, 1] = 1.0
+        last = net.ups[-1].conv
+        last[0].weight[0, 0, 1, 1] = 1.0  # channel 0 of the skip connection
+        last[3].weight[0, 0, 1, 1] = 1.0
+        net.head.weight[1, 0, 0, 0], net.head.bias[1] = 200.0, -200.0 * cloud
+        net.head.weight[2, 0, 0, 0], net.head.bias[2] = -200.0, 200.0 * shadow
+    return save_model(net, card, path)
+
+
 @dataclass(frozen=True)
 class Inputs:
     """Products and weights written once per test session (tests copy before damaging them)."""
 
     root: Path
     weights: Path
+    """Tiny random U-Net (s2-9 bands, width 4, window 64)."""
+    threshold: Path
+    """Threshold U-Net (see :func:`save_threshold_weights`)."""
     l2a: Path
     """L2A, baseline 05.09, SAFE folder."""
     l1c_zip: Path
@@ -67,6 +110,7 @@ def make_inputs(root: Path) -> Inputs:
     return Inputs(
         root=root,
         weights=save_tiny_weights(root / "tiny.safetensors"),
+        threshold=save_threshold_weights(root / "threshold.safetensors"),
         l2a=write_safe(root, refl, level="L2A", baseline="05.09", product_id="L2A_N0509"),
         l1c_zip=write_safe(root, refl, level="L1C", baseline="04.00", product_id="L1C_N0400", zipped=True),
         l1c=write_safe(root, refl, level="L1C", baseline="02.14", product_id="L1C_N0214"),
