@@ -307,13 +307,26 @@ class BatchReport:
 
 
 def mask_is_valid(path: Path) -> bool:
-    """True when ``path`` is a complete, valid COG (what ``--resume`` keeps)."""
+    """True when ``path`` is a complete, valid COG (what ``--resume`` keeps).
+
+    The COG structure is validated (``rio_cogeo``) and every full-resolution block is
+    decoded, so a file cut short or damaged after its header is redone, not kept.
+    """
+    path = Path(path)
     if not path.is_file():
         return False
     try:
+        import rasterio
+        from rasterio.windows import Window
         from rio_cogeo.cogeo import cog_validate
 
-        return bool(cog_validate(str(path), quiet=True)[0])
+        if not cog_validate(str(path), quiet=True)[0]:
+            return False
+        with rasterio.open(path) as ds:
+            rows = max(ds.block_shapes[0][0], 512)
+            for y in range(0, ds.height, rows):
+                ds.read(window=Window(0, y, ds.width, min(rows, ds.height - y)))
+        return True
     except Exception:
         return False
 
