@@ -55,6 +55,30 @@ _CLOUD_SPECTRUM: dict[str, float] = {
 }  # fmt: skip
 """Relative reflectance of a thick cloud per band (bright, flat, darker in SWIR)."""
 
+PATH_REFLECTANCE: dict[str, float] = {
+    "B01": 0.07, "B02": 0.05, "B03": 0.03, "B04": 0.015, "B05": 0.012, "B06": 0.01, "B07": 0.008,
+    "B08": 0.006, "B8A": 0.005, "B09": 0.003, "B10": 0.0, "B11": 0.002, "B12": 0.001,
+}  # fmt: skip
+"""Typical atmospheric path reflectance at top of atmosphere: a shadow does not darken it,
+which is why real L1C shadows stay bright in blue and go dark in NIR/SWIR."""
+
+
+def _cloud_spectrum(bands: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:
+    """A thick-cloud spectrum relative to red: flat in the visible, varied NIR and SWIR.
+
+    Real clouds range from NIR below red (bright ice tops) to NIR above red (thinner
+    water clouds over vegetation), and SWIR from 0.45 to 1.1 of red; red-edge bands are
+    interpolated between red and NIR.
+    """
+    base = {b: _CLOUD_SPECTRUM[b] for b in bands}
+    nir = rng.uniform(0.9, 1.35)
+    for b, t in (("B05", 0.25), ("B06", 0.5), ("B07", 0.75), ("B08", 1.0), ("B8A", 1.0)):
+        base[b] = 1.0 + t * (nir - 1.0)
+    base["B11"] = rng.uniform(0.6, 1.1)
+    base["B12"] = base["B11"] * rng.uniform(0.65, 0.9)
+    spec = np.array([base[b] for b in bands], np.float32)
+    return spec * rng.uniform(0.97, 1.03, size=spec.shape).astype(np.float32)
+
 
 @dataclass(frozen=True)
 class Background:
@@ -221,7 +245,7 @@ def _cloud_layer(canvas: tuple[int, int], rng: np.random.Generator, *, thin: boo
         field = _smooth_noise(canvas, cells, rng)
         cover = rng.uniform(0.02, 0.4) if rng.random() < 0.9 else rng.uniform(0.5, 0.95)
         alpha = _opacity(field, cover, rng.uniform(0.03, 0.12))
-        brightness = rng.uniform(0.3, 0.8)
+        brightness = rng.uniform(0.25, 0.85)
     texture = 0.85 + 0.3 * _smooth_noise(canvas, rng.uniform(8, 20), rng, octaves=3)
     return alpha.astype(np.float32), (brightness * texture).astype(np.float32)
 
@@ -274,11 +298,12 @@ def synthesize_parts(
     bands = BAND_NAMES
     trans = np.array([SHADOW_TRANSMISSION[b] for b in bands], np.float32)[:, None, None]
     trans = np.clip(trans * rng.uniform(0.75, 1.3), 0.1, 0.7)
-    out = img * (1.0 - shadow[None] * (1.0 - trans))
+    path = np.array([PATH_REFLECTANCE[b] for b in bands], np.float32)[:, None, None] * rng.uniform(0.4, 1.1)
+    path = np.minimum(path, 0.7 * img)
+    out = path + (img - path) * (1.0 - shadow[None] * (1.0 - trans))
 
     # clouds over everything
-    spec = np.array([_CLOUD_SPECTRUM[b] for b in bands], np.float32)[:, None, None]
-    spec = spec * rng.uniform(0.97, 1.03, size=spec.shape)
+    spec = _cloud_spectrum(bands, rng)[:, None, None]
     for alpha, bright in ((thick[inner], thick_b[inner]), (thin[inner], thin_b[inner])):
         if alpha.any():
             out = out * (1.0 - alpha[None]) + (bright[None] * spec) * alpha[None]
