@@ -1,0 +1,208 @@
+"""The ``s2mask`` command line: exit codes, one-line errors, ``--debug``, batches that go on.
+
+Exit codes: 0 success, 1 a user error (an ``S2MaskError``: one line on stderr saying
+what was found, what was expected and the fix), 2 a usage error (click), 130 Ctrl-C.
+A few cases run the installed entry point in a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s2mask import __version__
+from s2mask.errors import ProductNotFoundError
+from tests.reliability_helpers import Inputs, cog_is_valid, files_in, make_inputs, run_main
+
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
+    return make_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def _subprocess(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "s2mask.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+# --------------------------------------------------------------------------- as a user sees it
+
+
+def test_user_error_in_a_real_process_is_one_line_and_exit_1(inputs: Inputs, tmp_path: Path) -> None:
+    proc = _subprocess("run", "nowhere.SAFE", "-o", "out/m.tif", "--weights", inputs.weights, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "Error: The product nowhere.SAFE does not exist; check the path."
+    ]
+    assert proc.stdout == ""
+    assert files_in(tmp_path / "out") == []
+
+
+def test_debug_shows_the_traceback(inputs: Inputs, tmp_path: Path) -> None:
+    proc = _subprocess(
+        "--debug", "run", "nowhere.SAFE", "-o", "m.tif", "--weights", inputs.weights, cwd=tmp_path
+    )
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "ProductNotFoundError: The product nowhere.SAFE does not exist" in proc.stderr
+
+
+def test_usage_error_in_a_real_process_exits_2(tmp_path: Path) -> None:
+    proc = _subprocess("run", "--resolution", "15", "x.SAFE", "-o", "m.tif", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Invalid value for '--resolution': 15 m is not a Sentinel-2 grid" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_and_version_do_not_import_torch() -> None:
+    code = "import sys; from s2mask.cli import cli; print('torch' in sys.modules, 'rasterio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_version_and_help(monkeypatch, capsys) -> None:  # noqa: ANN001
+    result = run_main(["--version"], monkeypatch, capsys)
+    assert result.code == 0 and __version__ in result.out
+    result = run_main(["run", "--help"], monkeypatch, capsys)
+    assert result.code == 0
+    for option in ("--overwrite", "--resume", "--debug", "--weights", "--device"):
+        assert option in result.out
+
+
+# --------------------------------------------------------------------------- in process: exit codes and --debug
+
+
+@pytest.mark.parametrize("where", ["group", "run"])
+def test_debug_in_process_raises_the_error_itself(
+    where: str, inputs: Inputs, tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    from s2mask import cli
+
+    args = ["run", "nowhere.SAFE", "-o", str(tmp_path / "m.tif"), "--weights", str(inputs.weights)]
+    args = ["--debug", *args] if where == "group" else [*args, "--debug"]
+    monkeypatch.setattr(sys, "argv", ["s2mask", *args])
+    monkeypatch.setitem(cli.DEBUG, "on", False)
+    with pytest.raises(ProductNotFoundError, match="does not exist"):
+        cli.main()
+
+
+def test_success_prints_the_mask_and_its_class_fractions(
+    inputs: Inputs, tmp_path: Path, monkeypatch, capsys
+) -> None:  # noqa: ANN001
+    out = tmp_path / "m.tif"
+    result = run_main(
+        ["run", inputs.geotiff, "-o", out, "--weights", inputs.threshold, "-q"], monkeypatch, capsys
+    )
+    assert result.code == 0, result
+    line = result.out.strip()
+    assert line.startswith(str(out)) and "clear " in line and "cloud " in line and "nodata 0.0%" in line
+    assert result.err == ""
+
+
+def test_output_exists_is_refused_then_overwritten(
+    inputs: Inputs, tmp_path: Path, monkeypatch, capsys
+) -> None:  # noqa: ANN001
+    out = tmp_path / "m.tif"
+    args = ["run", inputs.geotiff, "-o", out, "--weights", inputs.weights, "-q", "--no-quicklook"]
+    assert run_main(args, monkeypatch, capsys).code == 0
+    before = out.read_bytes()
+    result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1 and f"Error: Output {out} already exists" in result.err
+    assert "pass --overwrite" in result.err.lower()
+    assert out.read_bytes() == before
+    assert run_main([*args, "--overwrite"], monkeypatch, capsys).code == 0
+    assert cog_is_valid(out) and files_in(tmp_path) == ["m.json", "m.tif"]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_batch_goes_on_past_failures_reports_them_at_the_end_and_exits_1(
+    inputs: Inputs,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    broken = tmp_path / "in" / "S2A_MSIL2A_broken.SAFE"
+    broken.mkdir(parents=True)
+    missing = tmp_path / "in" / "S2A_MSIL2A_missing.SAFE"
+    out = tmp_path / "masks"
+    args = ["run", broken, inputs.l2a, missing, inputs.geotiff, "-o", out, "--weights", inputs.weights, "-q"]
+    result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1
+    err = result.err.strip().splitlines()
+    assert err[-3] == "2 of 4 products failed:"
+    assert err[-2].startswith(f"  {broken}: ") and "holds no MTD_MSIL1C.xml" in err[-2]
+    assert err[-1] == f"  {missing}: The product {missing} does not exist; check the path."
+    assert "Traceback" not in result.err
+    assert files_in(out) == [
+        "L2A_N0509_mask.json", "L2A_N0509_mask.png", "L2A_N0509_mask.tif",
+        "scene_mask.json", "scene_mask.png", "scene_mask.tif",
+    ]  # fmt: skip
+    assert cog_is_valid(out / "L2A_N0509_mask.tif") and cog_is_valid(out / "scene_mask.tif")
+
+
+def test_an_unexpected_exception_fails_one_product_not_the_batch(
+    inputs: Inputs,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    import s2mask.run
+
+    real = s2mask.run.run_product
+
+    def buggy(product, out, **kw):  # noqa: ANN001, ANN202
+        if Path(product) == inputs.l2a:
+            raise RuntimeError("simulated bug")
+        return real(product, out, **kw)
+
+    monkeypatch.setattr(s2mask.run, "run_product", buggy)
+    out = tmp_path / "masks"
+    args = ["run", inputs.l2a, inputs.geotiff, "-o", out, "--weights", inputs.weights, "-q", "--no-quicklook"]
+    result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1
+    assert "unexpected RuntimeError: simulated bug" in result.err and "--debug" in result.err
+    assert "Traceback" not in result.err
+    assert files_in(out) == ["scene_mask.json", "scene_mask.tif"]
+
+    result = run_main(["--debug", *args, "--overwrite"], monkeypatch, capsys)
+    assert result.code == 1
+    assert "Traceback (most recent call last)" in result.err and "RuntimeError: simulated bug" in result.err
+
+
+def test_same_output_name_twice_in_a_batch(inputs: Inputs, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "masks"
+    args = [
+        "run",
+        inputs.geotiff,
+        inputs.geotiff,
+        "-o",
+        out,
+        "--weights",
+        inputs.weights,
+        "-q",
+        "--no-quicklook",
+    ]
+    result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1
+    assert "1 of 2 products failed" in result.err and "expected one product per output name" in result.err
+    assert files_in(out) == ["scene_mask.json", "scene_mask.tif"]
+
+
+def test_batch_output_folder_that_is_a_file(inputs: Inputs, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    (tmp_path / "masks").write_text("x")
+    args = ["run", inputs.l2a, inputs.geotiff, "-o", tmp_path / "masks", "--weights", inputs.weights, "-q"]
+    result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1 and "is a file; several products need a folder" in result.err
+    assert (tmp_path / "masks").read_text() == "x"
