@@ -28,6 +28,12 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def rusage_max_bytes() -> dict[str, int]:
     """``ru_maxrss`` of this process and of its waited-for children, in bytes (Linux reports KiB)."""
     return {
