@@ -46,12 +46,13 @@ def test_labels_are_classes_or_ignore(parts):
     assert (labels == 1).mean() > 0.05 and (labels == 2).mean() > 0.002 and (labels == 0).mean() > 0.2
 
 
-def test_thick_clouds_are_bright_and_darker_in_swir(parts):
+def test_thick_clouds_are_bright_flat_and_darker_in_swir(parts):
     img = np.concatenate([p["image"][:, p["cloud_alpha"] > 0.95] for p in parts], axis=1)
     assert img.shape[1] > 300
     assert np.median(img[B["B02"]]) > 0.25
-    assert np.median(img[B["B11"]] / img[B["B04"]]) < 0.85
-    assert np.median(img[B["B12"]] / img[B["B04"]]) < 0.75
+    assert np.median(img[B["B11"]] / img[B["B04"]]) < 1.0
+    assert np.median(img[B["B12"]] / img[B["B11"]]) < 0.95
+    assert np.median(np.abs(img[B["B03"]] / img[B["B04"]] - 1)) < 0.08  # flat in the visible
 
 
 def test_shadows_darken_nir_and_swir_more_than_blue(parts):
@@ -80,7 +81,8 @@ def test_shadows_are_displaced_from_their_clouds(parts):
     assert moved, "no sample with a visible shadow"
     # shadow opacity and cloud opacity are not the same field: the cast is displaced
     for p in moved:
-        assert np.corrcoef(p["shadow"].ravel(), p["cloud_alpha"].ravel())[0, 1] < 0.9
+        corr = np.corrcoef(p["shadow"].ravel(), p["cloud_alpha"].ravel())[0, 1]
+        assert np.nan_to_num(corr, nan=0.0) < 0.9  # nan: the casting cloud is outside the sample
 
 
 def test_dataset_round_trip(tmp_path, shared_data):
