@@ -18,7 +18,7 @@ def main(product: str, out: str) -> None:
     print(cube)
     probs = s2mask.predict(cube, model, batch_size=8)       # blended class probabilities, lazy
     mask = s2mask.to_mask(probs)                            # uint8 0 clear, 1 cloud, 2 shadow, 255 nodata
-    s2mask.write_cog(mask, out, nodata=255, overview_resampling="mode", overwrite=True)
+    s2mask.write_mask(mask, out, overwrite=True)                  # COG: colour table, MODE overviews
     print(s2mask.mask_summary(mask))
 
 
