@@ -172,6 +172,8 @@ def mask_cube(
     t0 = time.perf_counter()
     paths = output_paths(out, options)
     _check_outputs(paths, options.overwrite)
+    if options.overwrite:
+        _remove_stale_temps(paths.values())
     staged = {key: temp_path_for(path) for key, path in paths.items()}
     try:
         # predict and write the mask to its temporary file
@@ -215,6 +217,17 @@ def mask_cube(
             remove_temps(tmp)
     extras = {k: v for k, v in paths.items() if k != "mask" and v.exists()}
     return RunResult(str(source or cube.attrs.get("source", "")), paths["mask"], extras, summary)
+
+
+def _remove_stale_temps(targets: Any) -> None:
+    """Remove the hidden temporary files a killed run left beside ``targets`` (``.<name>.<random>.tmp...``)."""
+    from s2mask._atomic import TEMP_MARKER, remove_temps
+
+    for target in targets:
+        for pattern in (f".{target.name}.*", f"..{target.name}.*"):
+            for stale in target.parent.glob(pattern):
+                if TEMP_MARKER in stale.name[len(target.name) :] and stale.is_file():
+                    remove_temps(stale)
 
 
 def _name_targets(exc: S2MaskError, staged: dict[str, Path], paths: dict[str, Path]) -> S2MaskError:

@@ -169,3 +169,5 @@ def test_stale_temp_files_of_a_killed_run_do_not_count_as_outputs(
     assert result.code == 0
     assert ran == [p.name for p in batch["products"]]
     assert cog_is_valid(_mask(a, out))
+    assert not stale.exists(), "resume (which overwrites) removes what a killed run left behind"
+    assert [f for f in files_in(out) if f.startswith(".")] == []
