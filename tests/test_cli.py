@@ -206,3 +206,97 @@ def test_batch_output_folder_that_is_a_file(inputs: Inputs, tmp_path: Path, monk
     result = run_main(args, monkeypatch, capsys)
     assert result.code == 1 and "is a file; several products need a folder" in result.err
     assert (tmp_path / "masks").read_text() == "x"
+
+
+# --------------------------------------------------------------------------- s2mask stac: bad parameters and broken APIs
+
+
+def _stac(inputs: Inputs, out: Path, *extra: object) -> list[object]:
+    return ["stac", "-o", out, "--weights", inputs.weights, "-q", "--collection", "sentinel-2-l2a", *extra]
+
+
+@pytest.mark.parametrize(
+    ("bbox", "date", "part"),
+    [
+        ("11.2,46.0,11.0,46.1", "2024-06", "west 11.2 is greater than east 11"),
+        ("11,46,11,46.1", "2024-06", "zero area"),
+        ("11,95,12,96", "2024-06", "outside -90..90"),
+        ("11,46,11.2,46.1", "2024-06-30/2024-06-01", "before it starts"),
+        ("11,46,11.2,46.1", "2024-13", "not a valid date"),
+    ],
+    ids=["bbox-swapped", "bbox-zero-area", "bbox-out-of-range", "dates-reversed", "date-invalid"],
+)
+def test_stac_bad_bbox_or_dates_are_usage_errors(
+    bbox: str,
+    date: str,
+    part: str,
+    inputs: Inputs,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    out = tmp_path / "masks"
+    result = run_main(
+        _stac(inputs, out, "--url", "http://127.0.0.1:9", "--bbox", bbox, "--date", date), monkeypatch, capsys
+    )
+    assert result.code == 2, result
+    assert part in result.err and "Traceback" not in result.err
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "part"),
+    [
+        ("status", [], "HTTP 500"),
+        ("timeout", ["--timeout", "0.3"], "timed out"),
+        ("invalid-json", [], "JSONDecodeError"),
+    ],
+    ids=["answers-500", "times-out", "invalid-json"],
+)
+def test_stac_broken_api_is_one_line_and_exit_1(
+    mode: str,
+    extra: list[str],
+    part: str,
+    inputs: Inputs,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    from tests.stac_server import FaultServer
+
+    out = tmp_path / "masks"
+    with FaultServer(mode, delay=2.0) as server:
+        args = _stac(inputs, out, "--url", server.url, "--bbox", "15,45.8,15.1,45.9", "--date", "2024-06",
+                     "--retries", "0", *extra)  # fmt: skip
+        result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"Error: Searching collection 'sentinel-2-l2a' at {server.url}"
+    )
+    assert part in lines[0] and "check the URL and your network" in lines[0]
+    assert files_in(out) == []
+
+
+def test_stac_search_finding_nothing_is_exit_1(inputs: Inputs, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    import pystac_client
+
+    class Client:
+        def conforms_to(self, cls: object) -> bool:
+            return False
+
+        def search(self, **kw: object) -> object:
+            return type("Search", (), {"items": lambda self: iter(())})()
+
+    monkeypatch.setattr(pystac_client.Client, "open", lambda *a, **k: Client())
+    out = tmp_path / "masks"
+    args = _stac(
+        inputs, out, "--url", "http://127.0.0.1:9", "--bbox", "15,45.8,15.1,45.9", "--date", "2024-06"
+    )
+    result = run_main(args, monkeypatch, capsys)
+    assert result.code == 1
+    assert (
+        result.err.startswith("Error: No items in collection 'sentinel-2-l2a'")
+        and "widen the bbox" in result.err
+    )
+    assert files_in(out) == []
