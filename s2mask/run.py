@@ -131,6 +131,14 @@ def run_product(product: str | Path, out: str | Path, *, model: Any, options: Ru
     from s2mask.io.product import open_product
 
     paths = output_paths(out, options)
+    for target in paths.values():
+        if str(product).startswith("/vsi") or not target.exists():
+            continue
+        if target.resolve() == Path(product).resolve():
+            raise OutputError(
+                f"The output {target} is the input product itself; expected a different path. "
+                "Choose another -o path (s2mask never overwrites its input)."
+            )
     _check_outputs(paths, options.overwrite)
     cube = open_product(product, bands=model.bands, resolution=options.resolution, resampling=options.resampling,
                         chunks=options.chunks, scale=options.scale, offset=options.offset,

@@ -43,6 +43,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
 
 def _copy(src: Path, dst_dir: Path, name: str | None = None) -> Path:
     dst = dst_dir / (name or src.name)
+    dst_dir.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
         shutil.copytree(src, dst)
     else:
@@ -262,6 +263,10 @@ def _output_parent_is_a_file(tmp: Path, inp: Inputs) -> list[Any]:
     return [inp.geotiff]
 
 
+def _output_is_the_input(tmp: Path, inp: Inputs) -> list[Any]:
+    return [_copy(inp.geotiff, tmp.parent / "out", "mask.tif"), "--overwrite"]
+
+
 CASES: dict[str, tuple[Case, list[str]]] = {
     # products
     "path-does-not-exist": (_missing_path, ["S2A_MSIL2A_missing.SAFE", "does not exist"]),
@@ -311,6 +316,10 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "cuda-without-cuda": (_cuda_without_cuda, ["CUDA was requested", "--device cpu"]),
     # outputs
     "output-parent-is-a-file": (_output_parent_is_a_file, ["out", "is a file"]),
+    "output-is-the-input": (
+        _output_is_the_input,
+        ["is the input product itself", "never overwrites its input"],
+    ),
 }
 
 
@@ -329,7 +338,7 @@ def test_bad_input_is_one_line_exit_1_and_leaves_nothing(
     if "--weights" not in args and "--model" not in args:
         args += ["--weights", inputs.weights]
     out = tmp_path / "out"
-    before = files_in(src)
+    before, out_before = _snapshot(src), _snapshot(out)
     result = run_main(["run", *args, "-o", out / "mask.tif", "-q"], monkeypatch, capsys)
 
     assert result.code == 1, result
@@ -339,9 +348,15 @@ def test_bad_input_is_one_line_exit_1_and_leaves_nothing(
     for part in parts:
         assert part in lines[0], f"{part!r} not in {lines[0]!r}"
     assert result.out == ""
-    left = [] if out.is_file() else files_in(out)
-    assert left == [], f"files left in the output folder: {left}"
-    assert files_in(src) == before, "the input was modified"
+    assert _snapshot(out) == out_before, "the output folder changed"
+    assert _snapshot(src) == before, "the input was modified"
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (or ``path`` itself) with its bytes: what a failed run must not change."""
+    if path.is_file():
+        return {path.name: path.read_bytes()}
+    return {f: (path / f).read_bytes() for f in files_in(path) if (path / f).is_file()}
 
 
 def test_bad_inputs_are_many() -> None:
