@@ -22,7 +22,7 @@ import pytest
 import rasterio
 
 from s2mask.errors import CorruptDataError, OutputError
-from s2mask.testing.products import write_safe
+from s2mask.testing.products import write_geotiff, write_safe
 from tests.reliability_helpers import Inputs, cog_is_valid, files_in, make_inputs, run_main, scene
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
@@ -378,3 +378,42 @@ def test_offsets_read_from_the_xml(inputs: Inputs) -> None:
             baseline
             == {"L2A_N0509": "05.09", "L1C_N0400": "04.00", "L1C_N0214": "02.14"}[cube.attrs["product_id"]]
         )
+
+
+def test_stac_radiometry_of_every_provider_convention_gives_the_run_mask(
+    inputs: Inputs, shared_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """``s2mask stac`` on items with the offset in raster:bands (Earth Search C1), already applied
+    (Earth Search, boa_offset_applied) and implied by an old baseline (Planetary Computer 02.12)
+    gives the mask ``s2mask run`` gives for a GeoTIFF of the same reflectance."""
+    from s2mask.bands import BAND_NAMES
+    from tests.stac_server import RustacServer, rustac_command
+    from tests.test_stac_run import CRS as STAC_CRS
+    from tests.test_stac_run import ORIGIN, SIZE, make_item
+
+    if rustac_command() is None:
+        pytest.skip("rustac is not installed, so no local STAC API can run")
+    refl = scene(SIZE, seed=5)
+    items = {
+        template: make_item(shared_data, tmp_path / "cogs", template, f"S2_{template}", refl=refl,
+                            when=f"2024-06-1{i}T10:00:00Z")[0]
+        for i, template in enumerate(("c1-l2a", "es-l2a", "pc-l2a"))
+    }  # fmt: skip
+    reference = write_geotiff(tmp_path / "ref.tif", refl, BAND_NAMES, STAC_CRS, ORIGIN)
+    ref = _mask(inputs, reference, tmp_path / "ref_mask.tif", monkeypatch, capsys)
+    assert (ref == 1).any() and (ref == 2).any() and (ref == 0).any()
+    masks = {}
+    with RustacServer(list(items.values()), tmp_path / "server") as server:
+        for collection in sorted({item["collection"] for item in items.values()}):
+            out = tmp_path / "stac" / collection
+            args = ["stac", "--url", server.url, "--collection", collection, "--bbox", ",".join(map(str, items["c1-l2a"]["bbox"])),
+                    "--date", "2024-06", "--whole-tile", "--weights", inputs.threshold, "-q", "-o", out]  # fmt: skip
+            result = run_main(args, monkeypatch, capsys)
+            assert result.code == 0, result
+            for mask in out.glob("*_mask.tif"):
+                with rasterio.open(mask) as ds:
+                    masks[mask.name] = ds.read(1)
+    assert sorted(masks) == [f"S2_{t}_mask.tif" for t in ("c1-l2a", "es-l2a", "pc-l2a")]
+    for name, mask in masks.items():
+        assert mask.shape == ref.shape
+        assert (mask != ref).mean() < 0.001, f"{name} reads other reflectance than the GeoTIFF"
