@@ -300,3 +300,41 @@ def test_stac_search_finding_nothing_is_exit_1(inputs: Inputs, tmp_path: Path, m
         and "widen the bbox" in result.err
     )
     assert files_in(out) == []
+
+
+def test_stac_batch_goes_on_past_a_failed_item_and_honours_allowed_schemes(
+    inputs: Inputs,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    from tests.stac_server import RustacServer, rustac_command
+    from tests.test_stac_run import make_item
+
+    if rustac_command() is None:
+        pytest.skip("rustac is not installed, so no local STAC API can run")
+    good, _ = make_item(
+        shared_data, tmp_path / "cogs", "c1-l2a", "S2_good", seed=1, when="2024-06-10T10:00:00Z"
+    )
+    bad, _ = make_item(
+        shared_data, tmp_path / "cogs", "c1-l2a", "S2_bad", seed=2, when="2024-06-12T10:00:00Z"
+    )
+    (tmp_path / "cogs" / "S2_bad" / "B03.tif").unlink()  # the provider lost one band file
+    bbox = ",".join(map(str, good["bbox"]))
+    with RustacServer([good, bad], tmp_path / "server") as server:
+        base = ["stac", "--url", server.url, "--collection", "sentinel-2-c1-l2a", "--bbox", bbox, "--date", "2024-06",
+                "--whole-tile", "--weights", inputs.weights, "-q"]  # fmt: skip
+        out = tmp_path / "masks"
+        result = run_main([*base, "-o", out], monkeypatch, capsys)
+        assert result.code == 1
+        assert "1 items failed:" in result.err and "S2_bad:" in result.err and "B03.tif" in result.err
+        assert cog_is_valid(out / "S2_good_mask.tif") and not list(out.glob("S2_bad*"))
+        assert not [f for f in files_in(out) if f.startswith(".")]
+
+        # file:// hrefs are refused when the user allows only https
+        strict = tmp_path / "strict"
+        result = run_main([*base, "-o", strict, "--allow-scheme", "https"], monkeypatch, capsys)
+        assert result.code == 1
+        assert "2 items failed:" in result.err and "scheme 'file'" in result.err
+        assert not list(strict.glob("*_mask.tif"))
