@@ -360,7 +360,7 @@ def _report_failure(product: str, exc: Exception) -> None:
 
 
 def main() -> None:
-    """Console entry point: run the CLI, turning S2MaskError into one line and exit code 1."""
+    """Console entry point: an S2MaskError becomes one line and its ``exit_code`` (1, or 2 for invalid parameters)."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:  # click turns Ctrl-C (KeyboardInterrupt) into Abort

@@ -30,6 +30,7 @@ class S2MaskError(Exception):
     """Base class of every error s2mask raises on purpose."""
 
     exit_code = 1
+    """The CLI's exit code: 1 for problems with inputs or outputs, 2 for invalid parameters (usage)."""
 
 
 class ProductNotFoundError(S2MaskError, FileNotFoundError):
@@ -66,6 +67,8 @@ class OutputError(S2MaskError, OSError):
 
 class InvalidParameterError(S2MaskError, ValueError):
     """A parameter value is out of range or malformed (bbox, dates, window size...)."""
+
+    exit_code = 2  # a usage error: the command line asked for something impossible
 
 
 class StacError(S2MaskError, ConnectionError):

@@ -207,10 +207,6 @@ def _one_band_file_instead_of_product(tmp: Path, inp: Inputs) -> list[Any]:
     return [_copy(_band_file(inp.l2a, "B02_10m"), tmp)]
 
 
-def _scale_zero(tmp: Path, inp: Inputs) -> list[Any]:
-    return [inp.geotiff, "--scale", "0"]
-
-
 def _corrupt_weights(tmp: Path, inp: Inputs) -> list[Any]:
     w = tmp / "model.safetensors"
     w.write_bytes(np.random.default_rng(1).bytes(4096))
@@ -302,7 +298,6 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "geotiff-without-crs": (_geotiff_without_crs, ["has no CRS", "expected a georeferenced GeoTIFF"]),
     "band-names-wrong-count": (_band_names_wrong_count, ["4 band names were given", "has 13 bands"]),
     "bands-do-not-match-model-card": (_bands_do_not_match_model, ["lacks band(s) B05, B06, B07, B11, B12"]),
-    "geotiff-scale-zero": (_scale_zero, ["scale=0.0", "non-zero scale"]),
     # weights and devices
     "corrupt-weights": (_corrupt_weights, ["model.safetensors", "corrupt or not s2mask weights"]),
     "truncated-weights": (_truncated_weights, ["model.safetensors", "corrupt or not s2mask weights"]),
@@ -396,6 +391,15 @@ USAGE_ERRORS = {
         "need an output folder",
     ),
     "unknown-option": (["run", "{geotiff}", "-o", "{out}/m.tif", "--fast"], "No such option"),
+    # parameters the API refuses (InvalidParameterError): the same one line and exit code 2
+    "scale-zero": (
+        ["run", "{geotiff}", "-o", "{out}/m.tif", "--scale", "0"],
+        "Error: scale=0.0, offset=0.0; expected",
+    ),
+    "overlap-too-large": (
+        ["run", "{geotiff}", "-o", "{out}/m.tif", "--window", "64", "--overlap", "40"],
+        "Error: The overlap",
+    ),
 }
 
 
