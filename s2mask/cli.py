@@ -146,7 +146,7 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
     s2mask run S2B_MSIL2A_...SAFE -o mask.tif
     s2mask run data/*.SAFE -o masks/ --resume
     """
-    from s2mask.run import RunOptions, mask_is_valid, run_many, run_product
+    from s2mask.run import RunOptions, check_run, mask_is_valid, run_many, run_product
 
     single = len(products) == 1 and output.suffix.lower() in {".tif", ".tiff"}
     if len(products) > 1 and output.suffix.lower() in {".tif", ".tiff"}:
@@ -158,11 +158,13 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
         click.echo(f"skipped (exists and is valid): {output}")
         return
     overwrite = overwrite or resume  # --resume redoes an absent or invalid mask in place
-    model = _load_model(model_name, weights, device, threads)
     options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
                          chunks=chunks, resampling=resampling, bands=bands, scale=scale, offset=offset,
                          probabilities=probabilities, quicklook=not no_quicklook, overwrite=overwrite,
                          progress=not quiet)
+    if single:
+        check_run(products[0], output, options)  # fail in a blink, before torch is even imported
+    model = _load_model(model_name, weights, device, threads)
     client = _cluster(scheduler, workers, weights or model_name, device, threads)
     if client is not None:  # tasks resolve the model on each worker (loaded once by the plugin)
         from s2mask.engine.cluster import ModelRef

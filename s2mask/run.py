@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s2mask.errors import NoValidDataError, OutputError, OutputExistsError, S2MaskError
+from s2mask.errors import NoValidDataError, OutputError, OutputExistsError, ProductNotFoundError, S2MaskError
 
 __all__ = [
     "RunOptions",
     "RunResult",
     "BatchReport",
     "output_paths",
+    "check_run",
     "run_product",
     "mask_cube",
     "run_many",
@@ -118,6 +119,26 @@ def _check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
         )
 
 
+def check_run(product: str | Path, out: str | Path, options: RunOptions = RunOptions()) -> None:
+    """The checks :func:`run_product` makes before any work (cheap: no model, no pixels).
+
+    Raises:
+        ProductNotFoundError: ``product`` does not exist.
+        OutputExistsError, OutputError: see :func:`mask_cube`; also an output that is the product itself.
+    """
+    local = not str(product).startswith("/vsi")
+    if local and not Path(product).expanduser().exists():
+        raise ProductNotFoundError(f"The product {product} does not exist; check the path.")
+    paths = output_paths(out, options)
+    for target in paths.values():
+        if local and target.exists() and target.resolve() == Path(product).expanduser().resolve():
+            raise OutputError(
+                f"The output {target} is the input product itself; expected a different path. "
+                "Choose another -o path (s2mask never overwrites its input)."
+            )
+    _check_outputs(paths, options.overwrite)
+
+
 def run_product(product: str | Path, out: str | Path, *, model: Any, options: RunOptions = RunOptions()) -> RunResult:
     """Mask one product (SAFE folder, zipped SAFE or GeoTIFF) and write ``out`` as a COG.
 
@@ -130,16 +151,7 @@ def run_product(product: str | Path, out: str | Path, *, model: Any, options: Ru
     """
     from s2mask.io.product import open_product
 
-    paths = output_paths(out, options)
-    for target in paths.values():
-        if str(product).startswith("/vsi") or not target.exists():
-            continue
-        if target.resolve() == Path(product).resolve():
-            raise OutputError(
-                f"The output {target} is the input product itself; expected a different path. "
-                "Choose another -o path (s2mask never overwrites its input)."
-            )
-    _check_outputs(paths, options.overwrite)
+    check_run(product, out, options)
     cube = open_product(product, bands=model.bands, resolution=options.resolution, resampling=options.resampling,
                         chunks=options.chunks, scale=options.scale, offset=options.offset,
                         band_names=options.bands)

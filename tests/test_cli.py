@@ -338,3 +338,23 @@ def test_stac_batch_goes_on_past_a_failed_item_and_honours_allowed_schemes(
         assert result.code == 1
         assert "2 items failed:" in result.err and "scheme 'file'" in result.err
         assert not list(strict.glob("*_mask.tif"))
+
+
+@pytest.mark.parametrize("case", ["missing-product", "output-exists"])
+def test_single_product_errors_come_before_the_model_is_loaded(
+    case: str,
+    inputs: Inputs,
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    from s2mask import cli
+
+    monkeypatch.setattr(cli, "_load_model", lambda *a, **k: pytest.fail("the model was loaded first"))
+    out = tmp_path / "m.tif"
+    product = tmp_path / "missing.SAFE" if case == "missing-product" else inputs.geotiff
+    if case == "output-exists":
+        out.write_bytes(b"old")
+    result = run_main(["run", product, "-o", out, "--weights", inputs.weights], monkeypatch, capsys)
+    assert result.code == 1
+    assert ("does not exist" if case == "missing-product" else "already exists") in result.err
