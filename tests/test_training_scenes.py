@@ -84,3 +84,70 @@ def test_ship_model_writes_card_with_measured_metrics(shared_data, tmp_path):
     assert m.card.command == "cmd x" and m.card.training_data == "unit test"
     assert set(m.card.metrics["real_scenes"]) == {"ukis", "s2cloudless"}
     assert m.card.metrics == json.loads(json.dumps(metrics))
+
+
+def test_cli_make_synthetic_export_and_evaluate_scenes(shared_data, tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from s2mask.model import save_model
+    from training.cli import train_cli
+
+    runner = CliRunner()
+    r = runner.invoke(
+        train_cli,
+        [
+            "make-synthetic",
+            "--shared-data",
+            str(shared_data),
+            "--out",
+            str(tmp_path / "syn"),
+            "--train",
+            "2",
+            "--validation",
+            "1",
+            "--test",
+            "0",
+            "--size",
+            "32",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "syn" / "manifest.json").read_text())
+    assert set(manifest["splits"]) == {"train", "validation"}
+
+    card = ModelCard(name="rgbn", bands=("B02", "B03", "B04", "B08"), width=4)
+    ckpt = tmp_path / "best_model.pth"
+    torch.save({"model": build_model(card).state_dict(), "card": card.to_dict()}, ckpt)
+    r = runner.invoke(
+        train_cli,
+        [
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "m.safetensors"),
+            "--command",
+            "made by a test",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert load_model(tmp_path / "m.safetensors", device="cpu").card.command == "made by a test"
+
+    weights = save_model(build_model(card), card, tmp_path / "w.safetensors")
+    r = runner.invoke(
+        train_cli,
+        [
+            "evaluate-scenes",
+            "--weights",
+            str(weights),
+            "--shared-data",
+            str(shared_data),
+            "--json",
+            str(tmp_path / "scenes.json"),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert set(json.loads((tmp_path / "scenes.json").read_text())) == {"ukis", "s2cloudless"}
