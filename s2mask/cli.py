@@ -27,6 +27,9 @@ class LazyGroup(click.Group):
         "train": "training.cli:train",
         "evaluate": "training.cli:evaluate",
         "compare-bands": "training.cli:compare_bands",
+        "make-synthetic": "training.cli:make_synthetic",
+        "evaluate-scenes": "training.cli:evaluate_scenes",
+        "export-model": "training.cli:export",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -144,6 +144,7 @@ def save_model(net: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(tmp), metadata={"card": json.dumps(card.to_dict())})
+    tmp.chmod(0o644)
     tmp.replace(path)
     return path
 
