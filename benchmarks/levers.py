@@ -7,8 +7,8 @@ Each variant runs the model (untrained, seeded: speed does not depend on the wei
 ``--windows`` real 256 px windows cut from the s2cloudless test scene, ``--repeats`` times;
 the best repeat counts (the machine is shared, the minimum is the least disturbed figure).
 Throughput is given in *scene* pixels per second: a 10 m window of 256 px advances the
-scene by ``stride^2`` = 224^2 px (windows overlap by 32 px); a window at 20 m covers 4 times
-as many 10 m pixels.  Pre- and post-processing of the engine (normalisation, softmax) are
+scene by ``stride^2`` = 224^2 px (windows overlap by 32 px); ``res20`` uses 128 px windows at
+20 m, the same 2560 m of ground, so it advances the scene by the same 224^2 px of 10 m.  Pre- and post-processing of the engine (normalisation, softmax) are
 included; reading and blending are not (see ``full_tile_bench.py``).
 
 Variants: ``base`` (the engine's path: ``LoadedModel``, width 16, batch 8, all threads,
@@ -155,7 +155,7 @@ def run_variant(name: str, n: int, repeats: int, threads: int) -> dict:
     else:
         fn = fn or make_model(width).predict_proba
         seconds = time_calls(fn, real_windows(n, WINDOW * 10 // res), batch, repeats)
-    scene_px = n * STRIDE**2 * (res // 10) ** 2
+    scene_px = n * STRIDE**2  # a window covers 2560 m of ground (256 px at 10 m, 128 px at 20 m)
     return {
         "variant": name,
         "batch": batch,
