@@ -47,6 +47,9 @@ _EXPORTS = {
     "run_many": "s2mask.run",
     "RunOptions": "s2mask.run",
     "composite": "s2mask.composite",
+    "composite_products": "s2mask.composite",
+    "composite_stac": "s2mask.composite",
+    "CompositeOptions": "s2mask.composite",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -9,6 +9,7 @@ variables (``DASK_SCHEDULER_ADDRESS``) are read here and nowhere else.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -319,7 +320,7 @@ def composite(products, output, method, masks, buffer, target_date, out_bands, c
                                      param_hint="--grid-bbox") from None
     options = CompositeOptions(method=method, buffer=buffer, target_date=target_date, bands=out_bands,
                                resolution=resolution, crs=crs, grid_resolution=grid_resolution, bbox=box,
-                               chunks=min(chunks, 2048), overwrite=overwrite, progress=not quiet)
+                               chunks=min(chunks, 1024), overwrite=overwrite, progress=not quiet)
     model = None if masks else _load_model(model_name, weights, device, threads)
     client = _cluster(scheduler, workers, weights or model_name, device, threads)
     if client is not None and model is not None:
@@ -366,6 +367,9 @@ def _report_failure(product: str, exc: Exception) -> None:
 
 def main() -> None:
     """Console entry point: an S2MaskError becomes one line and its ``exit_code`` (1, or 2 for invalid parameters)."""
+    # GDAL's block cache defaults to 5 % of RAM per process; a bounded cache keeps peak memory
+    # bounded by the chunk size (measured in BENCHMARKS.md). Users may still set their own.
+    os.environ.setdefault("GDAL_CACHEMAX", "256")
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:  # click turns Ctrl-C (KeyboardInterrupt) into Abort
