@@ -118,10 +118,8 @@ class LoadedModel:
     def predict_proba(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         dev = self.device
         x = torch.as_tensor(batch)
-        if dev.type == "cuda":
-            x = x.pin_memory().to(dev, non_blocking=True)
-        else:
-            x = x.to(dev)
+        # pinned host memory lets the copy to the GPU run asynchronously
+        x = x.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else x.to(dev)
         x = normalize(x, self.card.normalization)
         if dev.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -160,7 +158,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a mapping
     if "card" not in meta:
         raise WeightsError(f"{path} has no model card in its metadata; save weights with s2mask.save_model.")
     return state, json.loads(meta["card"])
