@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -370,6 +371,8 @@ def main() -> None:
     # GDAL's block cache defaults to 5 % of RAM per process; a bounded cache keeps peak memory
     # bounded by the chunk size (measured in BENCHMARKS.md). Users may still set their own.
     os.environ.setdefault("GDAL_CACHEMAX", "256")
+    # inputs without georeferencing get a clear S2MaskError; rasterio's own warning would only add noise
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:  # click turns Ctrl-C (KeyboardInterrupt) into Abort

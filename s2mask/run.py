@@ -6,9 +6,10 @@ summarise.  Every stage lives in its own module; this one only wires them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,10 +198,12 @@ def mask_cube(
     staged = {key: temp_path_for(path) for key, path in paths.items()}
     try:
         # predict and write the mask to its temporary file
-        probs = predict(cube, model, window=options.window, overlap=options.overlap, batch_size=options.batch_size)
-        tags = _mask_tags(cube, model)
-        write_cog(to_mask(probs), staged["mask"], nodata=255, colormap=mask_colormap(), tags=tags,
-                  overview_resampling="mode", progress=options.progress)
+        with _window_bar(cube, model, options, paths["mask"].name) as bar:
+            probs = predict(cube, model, window=options.window, overlap=options.overlap,
+                            batch_size=options.batch_size, progress=bar.update if bar else None)
+            tags = _mask_tags(cube, model)
+            write_cog(to_mask(probs), staged["mask"], nodata=255, colormap=mask_colormap(), tags=tags,
+                      overview_resampling="mode", progress=options.progress and bar is None)
         t_mask = time.perf_counter()
         written = _open_written_mask(staged["mask"])
         summary = mask_summary(written)
@@ -296,6 +299,34 @@ def _write_quicklook(cube: Any, rgb: Any, mask: Any, path: Path) -> None:
             return
         rgb = cube.sel(band=["B04", "B03", "B02"])
     write_quicklook(rgb, mask, path)
+
+
+@contextlib.contextmanager
+def _window_bar(cube: Any, model: Any, options: RunOptions, name: str) -> Iterator[Any]:
+    """A progress bar of model windows (local schedulers); None when quiet or on a cluster.
+
+    On a dask.distributed cluster the engine cannot call back into this process, so the
+    writer's bar of finished blocks is shown instead.
+    """
+    if not options.progress or _distributed_client_active():
+        yield None
+        return
+    from s2mask.engine import count_windows
+    from s2mask.progress import progress_bar
+
+    total = count_windows(cube, model, window=options.window, overlap=options.overlap)
+    with progress_bar(total, desc=name, enabled=True, unit="window") as bar:
+        yield bar
+
+
+def _distributed_client_active() -> bool:
+    try:
+        from distributed import default_client
+
+        default_client()
+        return True
+    except (ImportError, ValueError):
+        return False
 
 
 def _mask_tags(cube: Any, model: Any) -> dict[str, str]:
