@@ -95,7 +95,7 @@ def model_options(f):  # noqa: ANN001, ANN201
         click.option("--overlap", type=click.IntRange(0, 2048), default=None, help="Window overlap in px."),
         click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
                      help="Windows per model call."),
-        click.option("--chunks", type=click.IntRange(256, 16384), default=2048, show_default=True,
+        click.option("--chunks", type=click.IntRange(256, 16384), default=1024, show_default=True,
                      help="Dask chunk size in px (bounds memory)."),
         click.option("--resolution", type=ResolutionType(), default=10, show_default=True,
                      help="Output grid in metres."),

@@ -42,7 +42,7 @@ class RunOptions:
     """Overlap between windows in px (default: window // 8)."""
     batch_size: int = 8
     """Windows per model call."""
-    chunks: int = 2048
+    chunks: int = 1024
     """Dask chunk size (px) of the lazy cube; bounds memory."""
     resampling: str = "nearest"
     """How 20/60 m bands reach the grid: ``nearest`` or ``bilinear``."""
