@@ -36,7 +36,14 @@ from rasterio.windows import Window
 from s2mask.bands import BAND_NAMES
 from s2mask.testing.products import DEFAULT_TRANSFORM, reflectance_to_dn, write_safe
 
-SCENE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "s2cloudless_testscene" / "input_arrays.npz"
+SCENE = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "s2cloudless_testscene"
+    / "input_arrays.npz"
+)
 CRS_UTM = "EPSG:32631"
 
 
