@@ -161,18 +161,25 @@ def _forget(src: BandSource) -> None:
 
 def _read_window(src: BandSource, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Read ``src``'s DN in the window and return float32 reflectance (nodata -> NaN, clipped to [0, 1])."""
+    return _read_windows([src], rows, cols)[0]
+
+
+def _read_windows(srcs: list[BandSource], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """:func:`_read_window` for several bands of one file, read in a single call."""
     window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
     try:
-        dn = _dataset(src).read(src.index, window=window)
+        dn = _dataset(srcs[0]).read([s.index for s in srcs], window=window)
     except (rasterio.errors.RasterioError, OSError) as exc:
-        _forget(src)
+        _forget(srcs[0])
         raise CorruptDataError(
-            f"Cannot read rows {rows[0]}:{rows[1]}, cols {cols[0]}:{cols[1]} of {src.path} ({exc}); "
+            f"Cannot read rows {rows[0]}:{rows[1]}, cols {cols[0]}:{cols[1]} of {srcs[0].path} ({exc}); "
             "the file is truncated or corrupt. Download the product again."
         ) from exc
-    out = (dn.astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
-    if src.nodata is not None and not math.isnan(src.nodata):
-        out[dn == src.nodata] = np.nan
+    out = np.empty(dn.shape, np.float32)
+    for i, src in enumerate(srcs):
+        out[i] = (dn[i].astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
+        if src.nodata is not None and not math.isnan(src.nodata):
+            out[i][dn[i] == src.nodata] = np.nan
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -213,14 +220,31 @@ class LazyReflectance:
         c0, c1, _ = cols.indices(self.shape[2])
         chosen = self.sources[bands]
         out = np.empty((len(chosen), max(r1 - r0, 0), max(c1 - c0, 0)), np.float32)
-        if out.size:
-            for i, src in enumerate(chosen):
+        if not out.size:
+            return out
+        # bands of one file on the grid itself are read in one call: a pixel-interleaved
+        # GeoTIFF then decodes each tile once, not once per band, whatever GDAL's cache size
+        groups: dict[str, list[int]] = {}
+        for i, src in enumerate(chosen):
+            if self._on_grid(src, r1, c1):
+                groups.setdefault(src.path, []).append(i)
+        done: set[int] = set()
+        for members in groups.values():
+            if len(members) > 1:
+                out[members] = _read_windows([chosen[i] for i in members], (r0, r1), (c0, c1))
+                done.update(members)
+        for i, src in enumerate(chosen):
+            if i not in done:
                 out[i] = self._band_block(src, r0, r1, c0, c1)
         return out
 
+    def _on_grid(self, src: BandSource, r1: int, c1: int) -> bool:
+        ry, rx = self.res[0] / src.res[0], self.res[1] / src.res[1]
+        return math.isclose(ry, 1.0) and math.isclose(rx, 1.0) and r1 <= src.shape[0] and c1 <= src.shape[1]
+
     def _band_block(self, src: BandSource, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         ry, rx = self.res[0] / src.res[0], self.res[1] / src.res[1]
-        if math.isclose(ry, 1.0) and math.isclose(rx, 1.0) and r1 <= src.shape[0] and c1 <= src.shape[1]:
+        if self._on_grid(src, r1, c1):
             return _read_window(src, (r0, r1), (c0, c1))
         ys0, ys1, yi, yw = resample_indices(r0, r1, ry, src.shape[0], self.method)
         xs0, xs1, xi, xw = resample_indices(c0, c1, rx, src.shape[1], self.method)
