@@ -93,7 +93,7 @@ def model_options(f):  # noqa: ANN001, ANN201
         click.option("--window", type=click.IntRange(32, 4096), default=None,
                      help="Window size in px (default: the model card's)."),
         click.option("--overlap", type=click.IntRange(0, 2048), default=None, help="Window overlap in px."),
-        click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+        click.option("--batch-size", type=click.IntRange(1, 1024), default=4, show_default=True,
                      help="Windows per model call."),
         click.option("--chunks", type=click.IntRange(256, 16384), default=1024, show_default=True,
                      help="Dask chunk size in px (bounds memory)."),
@@ -370,7 +370,7 @@ def main() -> None:
     """Console entry point: an S2MaskError becomes one line and its ``exit_code`` (1, or 2 for invalid parameters)."""
     # GDAL's block cache defaults to 5 % of RAM per process; a bounded cache keeps peak memory
     # bounded by the chunk size (measured in BENCHMARKS.md). Users may still set their own.
-    os.environ.setdefault("GDAL_CACHEMAX", "256")
+    os.environ.setdefault("GDAL_CACHEMAX", "128")
     # inputs without georeferencing get a clear S2MaskError; rasterio's own warning would only add noise
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     try:

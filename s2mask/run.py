@@ -40,7 +40,7 @@ class RunOptions:
     """Window size in px (default: the model card's)."""
     overlap: int | None = None
     """Overlap between windows in px (default: window // 8)."""
-    batch_size: int = 8
+    batch_size: int = 4
     """Windows per model call."""
     chunks: int = 1024
     """Dask chunk size (px) of the lazy cube; bounds memory."""
