@@ -32,15 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from make_full_tile import SCENE  # the one path to the real scene (run as a script from benchmarks/)
 
-SCENE = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "s2cloudless_testscene"
-    / "input_arrays.npz"
-)
 S2_9 = (1, 2, 3, 4, 5, 6, 7, 11, 12)  # indices of B02..B07, B08, B11, B12 in ESA order
 WINDOW, STRIDE = 256, 224
 
