@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +155,17 @@ def run_product(product: str | Path, out: str | Path, *, model: Any, options: Ru
 
     check_run(product, out, options)
     cube = open_product(product, bands=model.bands, resolution=options.resolution, resampling=options.resampling,
-                        chunks=options.chunks, scale=options.scale, offset=options.offset,
+                        chunks=_read_chunks(model, options), scale=options.scale, offset=options.offset,
                         band_names=options.bands)
     rgb = (lambda: _rgb(cube, product, options)) if options.quicklook else None
     return mask_cube(cube, out, model=model, options=options, rgb=rgb, source=str(product))
+
+
+def _read_chunks(model: Any, options: RunOptions) -> Any:
+    """Read chunks aligned with the engine's blocks and window halos (:func:`s2mask.engine.input_chunks`)."""
+    from s2mask.engine.predict import input_chunks
+
+    return partial(input_chunks, model=model, chunks=options.chunks, window=options.window, overlap=options.overlap)
 
 
 def mask_cube(
@@ -199,7 +207,7 @@ def mask_cube(
     try:
         # predict and write the mask to its temporary file
         with _window_bar(cube, model, options, paths["mask"].name) as bar:
-            probs = predict(cube, model, window=options.window, overlap=options.overlap,
+            probs = predict(cube, model, window=options.window, overlap=options.overlap, chunks=options.chunks,
                             batch_size=options.batch_size, progress=bar.update if bar else None)
             tags = _mask_tags(cube, model)
             write_cog(to_mask(probs), staged["mask"], nodata=255, colormap=mask_colormap(), tags=tags,

@@ -104,6 +104,19 @@ class Accumulator:
         w = max(0, min(self.den.shape[1], x1 - self.origin[1]))
         return Accumulator(self.origin, self.num[:, :h, :w], self.den[:h, :w])
 
+    def cut(self, bounds: tuple[int, int, int, int]) -> Accumulator | None:
+        """A copy of the part inside ``bounds`` ``(y0, y1, x0, x1)``; ``None`` if they do not overlap.
+
+        A copy, not a view, so the (larger) accumulator it came from can be freed.
+        """
+        a = self.bounds
+        y0, y1 = max(a[0], bounds[0]), min(a[1], bounds[1])
+        x0, x1 = max(a[2], bounds[2]), min(a[3], bounds[3])
+        if y0 >= y1 or x0 >= x1:
+            return None
+        rows, cols = slice(y0 - a[0], y1 - a[0]), slice(x0 - a[2], x1 - a[2])
+        return Accumulator((y0, x0), self.num[:, rows, cols].copy(), self.den[rows, cols].copy())
+
     def result(self) -> np.ndarray:
         """Blended probabilities ``(K, h, w)`` float32; NaN where no window contributed."""
         out = np.full(self.num.shape, np.nan, dtype=np.float32)
@@ -111,10 +124,11 @@ class Accumulator:
         return out
 
 
-def combine(parts: list[Accumulator], bounds: tuple[int, int, int, int], num_classes: int) -> Accumulator:
+def combine(parts: list[Accumulator | None], bounds: tuple[int, int, int, int], num_classes: int) -> Accumulator:
     """Sum the overlaps of ``parts`` into a new accumulator covering ``bounds`` (y0, y1, x0, x1)."""
     y0, y1, x0, x1 = bounds
     acc = Accumulator.zeros((y0, x0), (y1 - y0, x1 - x0), num_classes)
     for part in parts:
-        acc.add_overlap(part)
+        if part is not None:
+            acc.add_overlap(part)
     return acc

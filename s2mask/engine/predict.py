@@ -10,12 +10,15 @@ The dask shell (:func:`predict`) runs in two lazy stages over output blocks:
 1. *windows*: each block runs the windows whose top-left corner lies in it (so
    every window runs exactly once, whatever the chunking) on its input plus a
    one-sided halo of ``window - 1`` px below and to the right, and keeps the
-   weighted sums;
-2. *blend*: each output block adds up the sums of the (at most a few) blocks whose
-   windows reach into it and divides by the summed weight.
+   weighted sums; these are cut at once into *pieces*, one per output block they
+   reach (the block itself and its right, lower and lower-right neighbours), so
+   only the thin halo pieces wait for the neighbours;
+2. *blend*: each output block adds up the pieces that reach into it and divides by
+   the summed weight.
 
 Memory is bounded by the block size plus one window; nothing is ever the size of
-the scene.  Reading and inference overlap: reads are separate dask tasks that run
+the scene.  :mod:`s2mask.engine.stream` runs the graph strip by strip so that the
+blocks held at once do not grow with the scene either.  Reading and inference overlap: reads are separate dask tasks that run
 in the scheduler's other threads while one thread runs the model; with
 ``overlap_io=True`` (the default) model calls in a process are serialised by a
 lock, so torch's own thread pool (or the GPU) is not oversubscribed by several
@@ -41,7 +44,19 @@ from s2mask.engine.blend import Accumulator, combine, window_weight
 from s2mask.engine.windows import WindowGrid, resolve_window
 from s2mask.errors import BandMismatchError, InvalidParameterError, WeightsError
 
-__all__ = ["Model", "predict", "predict_array", "select_bands", "count_windows", "class_names"]
+__all__ = [
+    "MODEL_STAGE",
+    "Model",
+    "predict",
+    "predict_array",
+    "select_bands",
+    "count_windows",
+    "class_names",
+    "input_chunks",
+]
+
+MODEL_STAGE = "s2mask-windows-"
+"""Key prefix of the graph's model tasks (stage 1); :mod:`s2mask.engine.stream` keeps their results."""
 
 Progress = Callable[[int], Any]
 """Called with the number of windows just finished (run or skipped)."""
@@ -345,16 +360,28 @@ def _stage_windows(
     return _window_sums(region, origin, starts, grid, model, **kw), valid
 
 
+def _stage_piece(
+    stage1: tuple[Accumulator, np.ndarray], *, bounds: tuple[int, int, int, int]
+) -> Accumulator | None:
+    """The part of a block's window sums that falls in output block ``bounds`` (a copy)."""
+    return stage1[0].cut(bounds)
+
+
+def _stage_valid(stage1: tuple[Accumulator, np.ndarray]) -> np.ndarray:
+    """Which pixels of a block hold data (kept apart so the window sums can be freed)."""
+    return stage1[1]
+
+
 def _stage_blend(
-    parts: list[tuple[Accumulator, np.ndarray]],
-    own: tuple[Accumulator, np.ndarray],
+    parts: list[Accumulator | None],
+    valid: np.ndarray,
     *,
     bounds: tuple[int, int, int, int],
     num_classes: int,
 ) -> np.ndarray:
-    """Stage 2 for one block: add the sums reaching into it, divide, NaN where no band has data."""
-    probs = combine([p[0] for p in parts], bounds, num_classes).result()
-    probs[:, ~own[1]] = np.nan
+    """Stage 2 for one block: add the pieces reaching into it, divide, NaN where no band has data."""
+    probs = combine(parts, bounds, num_classes).result()
+    probs[:, ~valid] = np.nan
     return probs
 
 
@@ -372,15 +399,18 @@ def _build_graph(
 
     * ``region``: cut the input chunks a block needs (block plus halo) and join them;
       a separate task, so reads and joins run in other threads while the model runs;
-    * ``windows`` (stage 1): the windows starting in the block -> weighted sums;
-    * ``blend`` (stage 2): the sums reaching into the block -> probabilities.
+    * ``windows`` (stage 1): the windows starting in the block -> weighted sums, then
+      ``piece`` tasks cut them per output block they reach and ``valid`` keeps the
+      block's data mask (so the full sums are freed as soon as they are cut);
+    * ``blend`` (stage 2): the pieces reaching into the block -> probabilities.
 
     The model is one node of the graph that every ``windows`` task depends on, so a
     distributed scheduler ships it once per worker rather than once per task.
     """
     token = uuid.uuid4().hex
     model_key = f"s2mask-model-{token}"
-    region, windows, out = f"s2mask-region-{token}", f"s2mask-windows-{token}", f"s2mask-blend-{token}"
+    region, windows, out = f"s2mask-region-{token}", f"{MODEL_STAGE}{token}", f"s2mask-blend-{token}"
+    piece, valid = f"s2mask-piece-{token}", f"s2mask-valid-{token}"
     in_y = (0, *np.cumsum(data.chunks[1]).tolist())
     in_x = (0, *np.cumsum(data.chunks[2]).tolist())
     K = model.num_classes
@@ -404,13 +434,49 @@ def _build_graph(
     for i in range(len(py)):
         for j in range(len(px)):
             bounds = (py.edges[i], py.edges[i + 1], px.edges[j], px.edges[j + 1])
-            deps = [(windows, a, b) for a in py.reaching(i) for b in px.reaching(j)]
+            deps = []
+            for a in py.reaching(i):
+                for b in px.reaching(j):
+                    layer[piece, a, b, i, j] = (partial(_stage_piece, bounds=bounds), (windows, a, b))
+                    deps.append((piece, a, b, i, j))
+            layer[valid, i, j] = (_stage_valid, (windows, i, j))
             stage2 = partial(_stage_blend, bounds=bounds, num_classes=K)
-            layer[out, 0, i, j] = (stage2, deps, (windows, i, j))
+            layer[out, 0, i, j] = (stage2, deps, (valid, i, j))
     graph = HighLevelGraph.from_collections(out, layer, dependencies=[data])
     sizes_y = tuple(np.diff(py.edges).tolist())
     sizes_x = tuple(np.diff(px.edges).tolist())
     return da.Array(graph, out, chunks=((K,), sizes_y, sizes_x), dtype=np.float32)
+
+
+def input_chunks(
+    shape: tuple[int, int],
+    model: Model,
+    *,
+    chunks: int | tuple[int, int],
+    window: int | None = None,
+    overlap: int | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Read chunks for a ``shape`` scene that match ``predict(..., chunks=chunks)``'s blocks.
+
+    Each block is read as two chunks per axis: the rows (columns) that the block
+    above (to the left) also needs for its windows' halo, and the rest.  The halo parts
+    are all that a neighbour keeps, so :mod:`s2mask.engine.stream` holds thin strips
+    instead of whole chunks between blocks (and re-reads only those at strip edges).
+    """
+    win, ovl = resolve_window(window, overlap, default_window=_card_window(model))
+    grid = WindowGrid(int(shape[0]), int(shape[1]), win, ovl)
+    h, w = int(shape[0]), int(shape[1])
+    pair = (chunks, chunks) if isinstance(chunks, (int, np.integer)) else tuple(chunks)
+    out = []
+    for length, block, starts in ((h, pair[0], grid.starts_y), (w, pair[1], grid.starts_x)):
+        plan = _AxisPlan.build(_block_sizes(length, int(block)), starts, win, length)
+        cuts = set(plan.edges)
+        for i, end in enumerate(plan.ends[:-1]):
+            if plan.edges[i + 1] < end < plan.edges[i + 2]:
+                cuts.add(end)
+        edges = sorted(cuts)
+        out.append(tuple(int(b - a) for a, b in zip(edges[:-1], edges[1:], strict=True)))
+    return out[0], out[1]
 
 
 def predict(

@@ -14,6 +14,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dask.array as da
@@ -63,14 +64,41 @@ class BandSource:
     """Local file whose size and mtime identify the file's version (the zip for ``/vsizip/``); default ``path``."""
 
 
-def normalize_chunks(chunks: int | tuple[int, int]) -> tuple[int, int]:
-    """``2048`` or ``(1024, 2048)`` -> ``(y, x)`` chunk sizes, validated."""
+Chunks = int | tuple[int, int] | tuple[tuple[int, ...], tuple[int, ...]]
+"""``2048``, ``(1024, 2048)`` or explicit block sizes ``((rows...), (cols...))``."""
+
+
+def normalize_chunks(
+    chunks: Chunks | Callable[[tuple[int, int]], Chunks], shape: tuple[int, int] | None = None
+) -> tuple[int | tuple[int, ...], int | tuple[int, ...]]:
+    """``2048``, ``(1024, 2048)``, ``((rows...), (cols...))`` or ``f(shape)`` -> ``(y, x)`` chunks, validated.
+
+    Explicit block sizes must add up to ``shape``; a callable gets the grid ``(rows, cols)``
+    and returns any of the other forms (how :func:`s2mask.engine.predict.input_chunks`
+    aligns reads with the engine's blocks and halos).
+    """
+    if callable(chunks):
+        if shape is None:
+            raise InvalidParameterError("chunks is a function of the grid shape, but no shape is known yet.")
+        return normalize_chunks(chunks(tuple(shape)), shape)
     pair = (chunks, chunks) if isinstance(chunks, (int, np.integer)) else tuple(chunks)
-    if len(pair) != 2 or not all(isinstance(c, (int, np.integer)) and c > 0 for c in pair):
+
+    def _axis(c: object, length: int | None) -> int | tuple[int, ...] | None:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            return int(c) if c > 0 else None
+        if isinstance(c, (tuple, list)) and c and all(isinstance(s, (int, np.integer)) and s > 0 for s in c):
+            sizes = tuple(int(s) for s in c)
+            return sizes if length is None or sum(sizes) == length else None
+        return None
+
+    lengths = tuple(shape) if shape is not None else (None, None)
+    axes = tuple(_axis(c, n) for c, n in zip(pair, lengths, strict=False)) if len(pair) == 2 else ()
+    if len(axes) != 2 or None in axes:
         raise InvalidParameterError(
-            f"chunks is {chunks!r}; expected a positive int or a (y, x) pair of positive ints, e.g. 2048."
+            f"chunks is {chunks!r}; expected a positive int, a (y, x) pair of positive ints (e.g. 2048), "
+            f"or two tuples of block sizes adding up to the grid {shape}."
         )
-    return int(pair[0]), int(pair[1])
+    return axes[0], axes[1]
 
 
 def resample_indices(
@@ -285,12 +313,12 @@ def to_dataarray(
     band_names: tuple[str, ...],
     transform: Affine,
     crs: str,
-    chunks: int | tuple[int, int],
+    chunks: Chunks | Callable[[tuple[int, int]], Chunks],
     attrs: dict[str, object],
     token: object,
 ) -> xr.DataArray:
     """Wrap ``reader`` as the reader contract: lazy ``(band, y, x)`` with coords, CRS and transform."""
-    cy, cx = normalize_chunks(chunks)
+    cy, cx = normalize_chunks(chunks, reader.grid_shape)
     name = "s2mask-read-" + tokenize(
         token, reader.sources, reader.grid_shape, reader.res, reader.method, cy, cx
     )

@@ -13,9 +13,11 @@
 3. **Validate** the COG with ``rio_cogeo.cogeo.cog_validate`` and rename it onto the target
    in one step (:mod:`s2mask._atomic`).
 
-Schedulers.  With the local schedulers (threads, synchronous) the blocks are written by
+Schedulers.  With the local schedulers (threads, synchronous), model predictions are
+computed strip by strip (:func:`s2mask.engine.stream.stream_blocks`, memory that does not
+grow with the scene) and written here as each batch finishes; other arrays are written by
 ``dask.array.store`` into an open rasterio dataset behind a ``threading.Lock``: one graph,
-so inputs shared between blocks (window overlaps) are computed once.  A rasterio dataset
+so inputs shared between blocks are computed once.  A rasterio dataset
 cannot travel to other processes, so with a ``dask.distributed`` client the client
 computes all blocks as one graph and writes each result as it arrives
 (``distributed.as_completed``), in the client process; with the ``processes`` scheduler
@@ -52,6 +54,7 @@ from rasterio.windows import Window
 
 from s2mask import __version__
 from s2mask._atomic import atomic_output, check_target, describe_os_error, remove_temps, temp_path_for
+from s2mask.engine.stream import has_model_stage, stream_blocks
 from s2mask.errors import InvalidParameterError, OutputError, S2MaskError
 from s2mask.progress import Progress, progress_bar
 
@@ -321,6 +324,13 @@ def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None
             client.cancel(futures)
         return
     if _is_local_threaded(scheduler, arr):
+        if has_model_stage(arr):
+            # model predictions: strip by strip, so memory does not grow with the scene
+            get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr]) or dask.threaded.get
+            starts = [np.cumsum((0, *c)) for c in arr.chunks]
+            for idx, block in stream_blocks(arr, get=get):
+                writer[tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))] = block
+            return
         da.store(arr, writer, lock=threading.Lock(), scheduler=scheduler, compute=True)
         return
     # other schedulers (processes, custom get): compute a few blocks at a time here, write them here
