@@ -148,7 +148,8 @@ def _apply(a: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray, method: str
     return np.take(a, idx, axis=axis)
 
 
-_HANDLES = threading.local()
+_HANDLES: OrderedDict[tuple, tuple[rasterio.io.DatasetReader, threading.Lock]] = OrderedDict()
+_HANDLES_LOCK = threading.Lock()
 _MAX_HANDLES = 64
 
 
@@ -160,31 +161,35 @@ def _stamp(src: BandSource) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _dataset(src: BandSource) -> rasterio.io.DatasetReader:
-    """An open dataset for ``src`` from this thread's small LRU of handles.
+def _dataset(src: BandSource) -> tuple[rasterio.io.DatasetReader, threading.Lock]:
+    """An open dataset for ``src`` and the lock to hold while reading it (a small process-wide LRU).
 
-    Keeping files open across blocks keeps GDAL's decoded-tile cache warm: JPEG 2000
-    tiles (1024 px at 10 m) would otherwise be decoded again for every block they touch.
-    Handles are per thread (rasterio datasets are not thread-safe) and keyed by the
-    file's size and mtime, so a rewritten file is reopened.
+    One handle per file, shared by every thread, keeps GDAL's decoded-tile cache useful:
+    a JPEG 2000 tile (1024 px) decoded for one block's halo is found again by the thread
+    that reads the neighbouring block, instead of being decoded a second time through
+    that thread's own handle.  Reads of one file are serialised by its lock (rasterio
+    datasets are not thread-safe); different files are read in parallel.  Handles are
+    keyed by the file's size and mtime, so a rewritten file is reopened.
     """
-    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
-    if cache is None:
-        cache = _HANDLES.cache = OrderedDict()
     key = (src.path, _stamp(src))
-    ds = cache.get(key)
-    if ds is None or ds.closed:
-        ds = cache[key] = rasterio.open(src.path)
-        while len(cache) > _MAX_HANDLES:
-            cache.popitem(last=False)[1].close()
-    cache.move_to_end(key)
-    return ds
+    with _HANDLES_LOCK:
+        entry = _HANDLES.get(key)
+        if entry is None or entry[0].closed:
+            entry = _HANDLES[key] = (rasterio.open(src.path), threading.Lock())
+            while len(_HANDLES) > _MAX_HANDLES:
+                old, lock = _HANDLES.popitem(last=False)[1]
+                with lock:
+                    old.close()
+        _HANDLES.move_to_end(key)
+        return entry
 
 
 def _forget(src: BandSource) -> None:
-    cache: OrderedDict | None = getattr(_HANDLES, "cache", None)
-    for key in [k for k in (cache or {}) if k[0] == src.path]:
-        cache.pop(key).close()
+    with _HANDLES_LOCK:
+        for key in [k for k in _HANDLES if k[0] == src.path]:
+            ds, lock = _HANDLES.pop(key)
+            with lock:
+                ds.close()
 
 
 def _read_window(src: BandSource, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
@@ -196,7 +201,9 @@ def _read_windows(srcs: list[BandSource], rows: tuple[int, int], cols: tuple[int
     """:func:`_read_window` for several bands of one file, read in a single call."""
     window = Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0])
     try:
-        dn = _dataset(srcs[0]).read([s.index for s in srcs], window=window)
+        ds, lock = _dataset(srcs[0])
+        with lock:
+            dn = ds.read([s.index for s in srcs], window=window)
     except (rasterio.errors.RasterioError, OSError) as exc:
         _forget(srcs[0])
         raise CorruptDataError(
