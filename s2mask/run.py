@@ -194,7 +194,7 @@ def mask_cube(
     """
     from s2mask._atomic import _fsync_dir, remove_temps, temp_path_for
     from s2mask.engine import predict
-    from s2mask.io.cog import mask_colormap, probabilities_to_uint8, write_cog
+    from s2mask.io.cog import mask_colormap, probabilities_to_uint8, write_cogs
     from s2mask.mask import to_mask
     from s2mask.summary import mask_summary
 
@@ -210,18 +210,19 @@ def mask_cube(
             probs = predict(cube, model, window=options.window, overlap=options.overlap, chunks=options.chunks,
                             batch_size=options.batch_size, progress=bar.update if bar else None)
             tags = _mask_tags(cube, model)
-            write_cog(to_mask(probs), staged["mask"], nodata=255, colormap=mask_colormap(), tags=tags,
-                      overview_resampling="mode", progress=options.progress and bar is None)
+            rasters = [(to_mask(probs), staged["mask"],
+                        {"nodata": 255, "colormap": mask_colormap(), "tags": tags, "overview_resampling": "mode"})]
+            if options.probabilities:  # in the same pass: the model runs once for both files
+                rasters.append((probabilities_to_uint8(probs), staged["probabilities"],
+                                {"nodata": 255, "band_descriptions": list(map(str, probs["class"].values)),
+                                 "tags": tags, "overview_resampling": "average"}))
+            write_cogs(rasters, progress=options.progress and bar is None)
         t_mask = time.perf_counter()
         written = _open_written_mask(staged["mask"])
         summary = mask_summary(written)
         _require_valid_pixels(summary, source or cube.attrs.get("source", ""), paths["mask"])
 
         # the other outputs, from the written mask
-        if options.probabilities:
-            write_cog(probabilities_to_uint8(probs), staged["probabilities"], nodata=255,
-                      band_descriptions=list(map(str, probs["class"].values)), tags=tags,
-                      overview_resampling="average", progress=options.progress)
         if options.quicklook:
             _write_quicklook(cube, rgb, written, staged["quicklook"])
         if options.summary:

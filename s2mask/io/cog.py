@@ -34,10 +34,12 @@ untouched.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,7 @@ __all__ = [
     "mask_tags",
     "probabilities_to_uint8",
     "write_cog",
+    "write_cogs",
     "write_mask",
     "write_probabilities",
 ]
@@ -442,6 +445,96 @@ def write_cog(
             and an earlier output at ``path`` is untouched.
         InvalidParameterError: inconsistent arguments (checked before any computation).
     """
+    job = _job(
+        data,
+        path,
+        nodata=nodata,
+        dtype=dtype,
+        colormap=colormap,
+        band_descriptions=band_descriptions,
+        tags=tags,
+        overview_resampling=overview_resampling,
+        blocksize=blocksize,
+        compress=compress,
+        overwrite=overwrite,
+    )
+    return _write_jobs([job], progress=progress, scheduler=scheduler)[0]
+
+
+_JOB_OPTIONS = frozenset(
+    {
+        "nodata",
+        "dtype",
+        "colormap",
+        "band_descriptions",
+        "tags",
+        "overview_resampling",
+        "blocksize",
+        "compress",
+        "overwrite",
+    }
+)
+
+
+def write_cogs(
+    items: Sequence[tuple[xr.DataArray, str | os.PathLike[str], Mapping[str, Any]]],
+    *,
+    progress: bool | Progress | None = None,
+    scheduler: Any = None,
+) -> list[Path]:
+    """Write several lazy rasters computed from one graph in a single pass; return their paths.
+
+    ``items`` are ``(data, path, options)`` with the keyword options of :func:`write_cog`
+    (``nodata``, ``dtype``, ``colormap``, ...).  With the local threaded scheduler, rasters of
+    one dtype and one block grid (a mask and its probabilities) are streamed together, so
+    the shared part of their graphs (the model) runs once, not once per file.  Every target
+    is checked before any work; each file is staged, converted, validated and renamed into
+    place as :func:`write_cog` does, and if any one fails none is published.
+    """
+    jobs = []
+    for data, path, options in items:
+        unknown = set(options) - _JOB_OPTIONS
+        if unknown:
+            raise InvalidParameterError(
+                f"write_cogs() got unknown option(s) {', '.join(sorted(unknown))} for {path}; expected "
+                f"any of {', '.join(sorted(_JOB_OPTIONS))}."
+            )
+        jobs.append(_job(data, path, **options))
+    targets = [j.target for j in jobs]
+    if len(set(targets)) != len(targets):
+        raise InvalidParameterError(f"write_cogs() got the same output twice in {targets}; expected distinct paths.")
+    return _write_jobs(jobs, progress=progress, scheduler=scheduler)
+
+
+@dataclass
+class _Job:
+    """One raster to write: the checked target, the dask array and everything GDAL needs."""
+
+    target: Path
+    arr: da.Array
+    profile: dict[str, Any]
+    colormap: Mapping[int, Sequence[int]] | None
+    descriptions: Sequence[str] | None
+    tags: Mapping[str, Any] | None
+    cog_options: dict[str, Any]
+    overwrite: bool
+
+
+def _job(
+    data: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    nodata: float | None = None,
+    dtype: Any = None,
+    colormap: Mapping[int, Sequence[int]] | None = None,
+    band_descriptions: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    overview_resampling: str = "mode",
+    blocksize: int = 512,
+    compress: str = "DEFLATE",
+    overwrite: bool = False,
+) -> _Job:
+    """Check the target and the options (before any computation) and prepare the array."""
     target = check_target(path, overwrite=overwrite)
     data3 = _as_3d(data)
     dt = _out_dtype(data3, dtype)
@@ -461,81 +554,123 @@ def write_cog(
     )
     descriptions = list(band_descriptions) if band_descriptions is not None else _default_descriptions(data3)
     arr = _prepare(data3, dt, nodata)
+    return _Job(
+        target=target,
+        arr=arr,
+        profile=_profile(data3, dt, nodata, blocksize),
+        colormap=colormap,
+        descriptions=descriptions,
+        tags=tags,
+        cog_options=_cog_options(
+            dt, blocksize=blocksize, compress=compress, resampling=overview_resampling, count=arr.shape[0]
+        ),
+        overwrite=overwrite,
+    )
 
-    staging = temp_path_for(target, ".tif")  # the tiled intermediate, also .<name>.<random>.tmp.tif
+
+def _write_jobs(jobs: list[_Job], *, progress: bool | Progress | None, scheduler: Any) -> list[Path]:
+    """Stage every job's raster, convert each to a COG, validate it, rename all into place."""
+    stagings = [temp_path_for(j.target, ".tif") for j in jobs]  # tiled intermediates, .<name>.<random>.tmp.tif
     try:
-        with atomic_output(target, overwrite=overwrite, suffix=".tif") as tmp:
-            _write_staging(
-                arr,
-                staging,
-                target=target,
-                profile=_profile(data3, dt, nodata, blocksize),
-                colormap=colormap,
-                descriptions=descriptions,
-                tags=tags,
-                progress=progress,
-                scheduler=scheduler,
-            )
-            try:
-                rasterio.shutil.copy(
-                    staging,
-                    tmp,
-                    driver="COG",
-                    **_cog_options(
-                        dt,
-                        blocksize=blocksize,
-                        compress=compress,
-                        resampling=overview_resampling,
-                        count=arr.shape[0],
-                    ),
-                )
-            except rasterio.errors.RasterioError as exc:
-                raise OutputError(describe_os_error(exc, target)) from exc
-            finally:
-                remove_temps(staging)
-            _validate_cog(tmp, target)
+        with contextlib.ExitStack() as stack:
+            tmps = [
+                stack.enter_context(atomic_output(j.target, overwrite=j.overwrite, suffix=".tif")) for j in jobs
+            ]
+            _write_stagings(jobs, stagings, progress=progress, scheduler=scheduler)
+            for job, staging, tmp in zip(jobs, stagings, tmps, strict=True):
+                try:
+                    rasterio.shutil.copy(staging, tmp, driver="COG", **job.cog_options)
+                except rasterio.errors.RasterioError as exc:
+                    raise OutputError(describe_os_error(exc, job.target)) from exc
+                finally:
+                    remove_temps(staging)
+                _validate_cog(tmp, job.target)
     finally:
-        remove_temps(staging)
-    return target
+        for staging in stagings:
+            remove_temps(staging)
+    return [j.target for j in jobs]
 
 
-def _write_staging(
-    arr: da.Array,
-    staging: Path,
-    *,
-    target: Path,
-    profile: dict[str, Any],
-    colormap: Mapping[int, Sequence[int]] | None,
-    descriptions: Sequence[str] | None,
-    tags: Mapping[str, Any] | None,
-    progress: bool | Progress | None,
-    scheduler: Any,
-) -> None:
-    """Stream ``arr`` into a tiled GeoTIFF at ``staging`` with all metadata."""
+def _open_staging(job: _Job, staging: Path, stack: contextlib.ExitStack) -> Any:
+    """Create the tiled intermediate for ``job`` with all its metadata; closed by ``stack``."""
     try:
-        dst = rasterio.open(staging, "w", **profile)
+        dst = stack.enter_context(rasterio.open(staging, "w", **job.profile))
     except rasterio.errors.RasterioError as exc:
-        raise OutputError(describe_os_error(exc, target)) from exc
-    with dst:
-        try:
-            if colormap is not None:
-                dst.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colormap.items()})
-            if descriptions:
-                for i, desc in enumerate(descriptions, start=1):
-                    dst.set_band_description(i, str(desc))
-            dst.update_tags(
-                **{"TIFFTAG_SOFTWARE": f"s2mask {__version__}"},
-                **{str(k): str(v) for k, v in (tags or {}).items()},
-            )
-        except rasterio.errors.RasterioError as exc:
-            raise OutputError(describe_os_error(exc, target)) from exc
+        raise OutputError(describe_os_error(exc, job.target)) from exc
+    try:
+        if job.colormap is not None:
+            dst.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in job.colormap.items()})
+        if job.descriptions:
+            for i, desc in enumerate(job.descriptions, start=1):
+                dst.set_band_description(i, str(desc))
+        dst.update_tags(
+            **{"TIFFTAG_SOFTWARE": f"s2mask {__version__}"},
+            **{str(k): str(v) for k, v in (job.tags or {}).items()},
+        )
+    except rasterio.errors.RasterioError as exc:
+        raise OutputError(describe_os_error(exc, job.target)) from exc
+    return dst
+
+
+def _streamable_together(jobs: list[_Job], scheduler: Any) -> bool:
+    """Whether the jobs' arrays can be computed as one (same dtype and blocks, local threads, a model)."""
+    first = jobs[0].arr
+    return (
+        len(jobs) > 1
+        and all(j.arr.dtype == first.dtype and j.arr.chunks[1:] == first.chunks[1:] for j in jobs)
+        and _is_local_threaded(scheduler, first)
+        and any(has_model_stage(j.arr) for j in jobs)
+    )
+
+
+def _write_stagings(
+    jobs: list[_Job], stagings: list[Path], *, progress: bool | Progress | None, scheduler: Any
+) -> None:
+    """Stream every job's array into its staging file, in one pass when they can share it."""
+    total = sum(j.arr.npartitions for j in jobs)
+    with contextlib.ExitStack() as stack:
+        dsts = [_open_staging(j, s, stack) for j, s in zip(jobs, stagings, strict=True)]
         if isinstance(progress, bool) or progress is None:
-            with progress_bar(arr.npartitions, desc=target.name, enabled=bool(progress)) as bar:
-                _stream_blocks(arr, _WindowWriter(dst, target, lambda: bar.update(1)), scheduler)
+            bar = stack.enter_context(progress_bar(total, desc=jobs[0].target.name, enabled=bool(progress)))
         else:
+            bar = progress
             if getattr(progress, "total", 0) is None and hasattr(progress, "reset"):
-                progress.reset(total=arr.npartitions)
-            _stream_blocks(arr, _WindowWriter(dst, target, lambda: progress.update(1)), scheduler)
+                progress.reset(total=total)
+        writers = [_WindowWriter(d, j.target, lambda: bar.update(1)) for d, j in zip(dsts, jobs, strict=True)]
+        if not _streamable_together(jobs, scheduler):
+            for job, writer in zip(jobs, writers, strict=True):
+                _stream_blocks(job.arr, writer, scheduler)
+            return
+        # one array, bands of all jobs stacked: the graph they share runs once
+        counts = [j.arr.shape[0] for j in jobs]
+        stacked = da.concatenate([j.arr for j in jobs], axis=0).rechunk({0: -1})
+        edges = np.cumsum((0, *counts))
+        parts = [
+            _BandSlice(writer, int(a), int(b)) for writer, a, b in zip(writers, edges[:-1], edges[1:], strict=True)
+        ]
+        _stream_blocks(stacked, _FanOut(parts, sum(counts)), scheduler)
+
+
+class _BandSlice:
+    """Bands ``[start, stop)`` of a stacked block, for one writer."""
+
+    def __init__(self, writer: _WindowWriter, start: int, stop: int) -> None:
+        self.writer, self.start, self.stop = writer, start, stop
+
+
+class _FanOut:
+    """A ``_WindowWriter`` look-alike that hands each job its bands of a stacked block."""
+
+    def __init__(self, parts: list[_BandSlice], count: int) -> None:
+        self.parts = parts
+        first = parts[0].writer
+        self.shape = (count, *first.shape[1:])
+        self.dtype, self.ndim = first.dtype, 3
+
+    def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
+        _, ys, xs = key
+        for part in self.parts:
+            part.writer[(slice(0, part.stop - part.start), ys, xs)] = block[part.start : part.stop]
 
 
 def write_mask(
