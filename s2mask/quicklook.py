@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 from s2mask._atomic import atomic_output, check_target
 from s2mask.errors import InvalidParameterError
 
-__all__ = ["OVERLAY", "OverlayStyle", "write_quicklook"]
+__all__ = ["OVERLAY", "OverlayStyle", "preview_rgb", "write_quicklook"]
 
 _RGB = ("B04", "B03", "B02")
 _NODATA = 255
@@ -153,11 +153,37 @@ def _mode_fn(block: np.ndarray, f: int, *, values: tuple[int, ...]) -> np.ndarra
     return _mode_block(block, f, values)
 
 
+def _reduced_shape(shape: tuple[int, int], f: int) -> tuple[int, int]:
+    return math.ceil(shape[0] / f), math.ceil(shape[1] / f)
+
+
+def preview_rgb(rgb: xr.DataArray, *, max_size: int = 1024) -> xr.DataArray:
+    """``rgb`` reduced for :func:`write_quicklook`, read from the files' overviews when possible.
+
+    When ``rgb`` comes straight from a reader (:func:`s2mask.io.open_product`), the bands are
+    read once at the quick-look's size: GDAL then uses a COG's overviews or a JPEG 2000's
+    reduced-resolution levels (a full SAFE tile: well under a second instead of decoding
+    three full-resolution bands).  Otherwise ``rgb`` is returned unchanged and
+    :func:`write_quicklook` averages it itself.
+    """
+    from s2mask.io._lazy import reader_of
+
+    reader = reader_of(rgb)
+    f = _factor(rgb.shape[1:], max_size)
+    if reader is None or f == 1:
+        return rgb
+    data = reader.preview(_reduced_shape(rgb.shape[1:], f))
+    return xr.DataArray(data, dims=rgb.dims, coords={rgb.dims[0]: rgb.coords[rgb.dims[0]].values})
+
+
 def _downsample(
-    rgb: xr.DataArray, mask: xr.DataArray | None, f: int, scheduler: Any
+    rgb: xr.DataArray, mask: xr.DataArray | None, f: int, scheduler: Any, *, image_reduced: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Cell means of ``rgb`` and cell modes of ``mask`` (``f`` x ``f`` cells), computed in one pass."""
-    small = rgb.data if f == 1 else _block_reduce(rgb.data, f, _mean_block, np.float32)
+    """Cell means of ``rgb`` and cell modes of ``mask`` (``f`` x ``f`` cells), computed in one pass.
+
+    With ``image_reduced`` the image is already at the cell grid (:func:`preview_rgb`).
+    """
+    small = rgb.data if image_reduced or f == 1 else _block_reduce(rgb.data, f, _mean_block, np.float32)
     if mask is None:
         (img,) = dask.compute(small, scheduler=scheduler)
         return np.asarray(img), None
@@ -302,16 +328,20 @@ def write_quicklook(
             f"percentiles={percentiles}; expected (low, high) with 0 <= low < high <= 100, e.g. (2, 98)."
         )
     colour = _true_colour(rgb)
+    reduced = False
     if mask is not None:
         if mask.ndim == 3 and mask.shape[0] == 1:
             mask = mask.squeeze(mask.dims[0], drop=True)
-        if mask.shape != colour.shape[1:]:
+        f = _factor(mask.shape, max_size)
+        reduced = f > 1 and colour.shape[1:] == _reduced_shape(mask.shape, f)
+        if mask.shape != colour.shape[1:] and not reduced:
             raise InvalidParameterError(
                 f"The mask has shape {mask.shape} but the image is {colour.shape[1:]}; expected the "
-                "same grid. Pass the mask predicted from this image."
+                f"same grid (or the image already reduced to {_reduced_shape(mask.shape, f)} by "
+                "preview_rgb). Pass the mask predicted from this image."
             )
-    f = _factor(colour.shape[1:], max_size)
-    small, small_mask = _downsample(colour, mask, f, scheduler)
+    f = _factor(mask.shape if mask is not None else colour.shape[1:], max_size)
+    small, small_mask = _downsample(colour, mask, f, scheduler, image_reduced=reduced)
     valid = np.isfinite(small).all(axis=0) & (np.nan_to_num(small) > 0).any(axis=0)
     reference = valid  # the pixels the percentile stretch is fitted to
     if small_mask is not None:

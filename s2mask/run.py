@@ -357,13 +357,18 @@ def _open_written_mask(path: Path) -> Any:
 
 
 def _rgb(cube: Any, product: str | Path, options: RunOptions) -> Any:
-    rgb = ("B04", "B03", "B02")
-    if all(b in cube["band"].values for b in rgb):
-        return cube.sel(band=list(rgb))
+    """The quick-look's true-colour bands, read at the quick-look's size from the files' overviews."""
     from s2mask.io.product import open_product
+    from s2mask.quicklook import preview_rgb
 
-    return open_product(product, bands=rgb, resolution=options.resolution, chunks=options.chunks,
-                        scale=options.scale, offset=options.offset, band_names=options.bands)
+    rgb = ("B04", "B03", "B02")
+    try:
+        return preview_rgb(open_product(product, bands=rgb, resolution=options.resolution, chunks=options.chunks,
+                                        scale=options.scale, offset=options.offset, band_names=options.bands))
+    except S2MaskError:
+        if all(b in cube["band"].values for b in rgb):
+            return cube.sel(band=list(rgb))
+        raise
 
 
 @dataclass

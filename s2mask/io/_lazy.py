@@ -34,6 +34,7 @@ __all__ = [
     "LazyReflectance",
     "check_readable",
     "normalize_chunks",
+    "reader_of",
     "resample_indices",
     "to_dataarray",
 ]
@@ -273,6 +274,44 @@ class LazyReflectance:
                 out[i] = self._band_block(src, r0, r1, c0, c1)
         return out
 
+    def preview(self, shape: tuple[int, int]) -> np.ndarray:
+        """The whole grid as ``(band, *shape)`` float32 reflectance, read at reduced size.
+
+        Each file is read once at ``shape`` with average resampling, so GDAL takes its
+        overviews (a COG's reduced-resolution levels, a JPEG 2000's wavelet levels) and a
+        quick-look of a full tile decodes a few MB instead of the full-resolution bands.
+        Pixels whose averaged DN equals the nodata value become NaN.
+        """
+        from rasterio.enums import Resampling
+
+        out = np.empty((len(self.sources), int(shape[0]), int(shape[1])), np.float32)
+        groups: dict[str, list[int]] = {}
+        for i, src in enumerate(self.sources):
+            groups.setdefault(src.path, []).append(i)
+        for members in groups.values():
+            first = self.sources[members[0]]
+            ds, lock = _dataset(first)
+            try:
+                with lock:
+                    dn = ds.read(
+                        [self.sources[i].index for i in members],
+                        out_shape=(len(members), int(shape[0]), int(shape[1])),
+                        resampling=Resampling.average,
+                    )
+            except (rasterio.errors.RasterioError, OSError) as exc:
+                _forget(first)
+                raise CorruptDataError(
+                    f"Cannot read a preview of {first.path} ({exc}); the file is truncated or corrupt. "
+                    "Download the product again."
+                ) from exc
+            for k, i in enumerate(members):
+                src = self.sources[i]
+                band = (dn[k].astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
+                if src.nodata is not None and not math.isnan(src.nodata):
+                    band[dn[k] == src.nodata] = np.nan
+                out[i] = np.clip(band, 0.0, 1.0)
+        return out
+
     def _on_grid(self, src: BandSource, r1: int, c1: int) -> bool:
         ry, rx = self.res[0] / src.res[0], self.res[1] / src.res[1]
         return math.isclose(ry, 1.0) and math.isclose(rx, 1.0) and r1 <= src.shape[0] and c1 <= src.shape[1]
@@ -292,6 +331,23 @@ class LazyReflectance:
         block = _read_window(src, (ys0, ys1), (xs0, xs1))
         block = _apply(block, 0, yi, yw, self.method, ry)
         return _apply(block, 1, xi, xw, self.method, rx).astype(np.float32, copy=False)
+
+
+def reader_of(cube: xr.DataArray) -> LazyReflectance | None:
+    """The :class:`LazyReflectance` behind ``cube`` when ``cube`` is exactly what a reader returned.
+
+    ``None`` for any cube that was computed on since (selected, scaled, ...): its values
+    may then differ from the files.
+    """
+    data = getattr(cube, "data", None)
+    if not isinstance(data, da.Array):
+        return None
+    layers = data.__dask_graph__().layers
+    if len(layers) != 2 or not data.name.startswith("s2mask-read-"):
+        return None
+    original = layers.get("original-" + data.name)
+    values = list(dict(original).values()) if original is not None else []
+    return values[0] if len(values) == 1 and isinstance(values[0], LazyReflectance) else None
 
 
 def check_readable(path: str, *, probe: bool = True) -> tuple[tuple[int, int], tuple[float, float], int, str]:
