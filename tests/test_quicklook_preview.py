@@ -95,3 +95,15 @@ def test_run_writes_quicklook_from_preview(tmp_path, monkeypatch):
     assert calls == [(552, 516)]
     picture = Image.open(tmp_path / "mask.png")
     assert picture.width == 516 and picture.height > 552  # image plus legend
+
+
+def test_files_without_overviews_keep_the_block_average_path(tmp_path):
+    from affine import Affine
+
+    from s2mask.testing.products import write_geotiff
+
+    refl = np.full((3, 300, 300), 0.2, np.float32)
+    path = write_geotiff(tmp_path / "rgb.tif", refl, list(RGB), "EPSG:32631", Affine(10, 0, 300000, 0, -10, 5000000))
+    cube = open_product(path, chunks=128)
+    assert reader_of(cube) is not None and not reader_of(cube).has_overviews()
+    assert preview_rgb(cube, max_size=100) is cube

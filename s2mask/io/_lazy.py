@@ -274,6 +274,15 @@ class LazyReflectance:
                 out[i] = self._band_block(src, r0, r1, c0, c1)
         return out
 
+    def has_overviews(self) -> bool:
+        """Whether every band file has reduced-resolution levels (COG overviews, JPEG 2000 levels)."""
+        for src in self.sources:
+            ds, lock = _dataset(src)
+            with lock:
+                if not ds.overviews(src.index):
+                    return False
+        return True
+
     def preview(self, shape: tuple[int, int]) -> np.ndarray:
         """The whole grid as ``(band, *shape)`` float32 reflectance, read at reduced size.
 
