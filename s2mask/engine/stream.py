@@ -1,33 +1,34 @@
 """Compute a dask array's blocks strip by strip, holding a fixed number of blocks whatever the scene size.
 
-Dask's local scheduler orders a whole-scene graph by its own priorities: it runs
-block rows across the full width and reads ahead while the model runs, so what
-it holds at once (a row of input chunks and window sums, plus read-ahead) grows
-with the scene.  :func:`stream_blocks` instead runs the graph in *batches*: the
-output blocks are cut into vertical strips ``strip_px`` wide, and each batch is
-one block row of one strip, computed with the local scheduler (threads:
-reading, the model and blending still overlap inside a batch).  Between batches
-only what a later batch needs is kept, by this rule:
+Dask's local scheduler orders a whole-scene graph by its own priorities. It runs block rows
+across the full width and reads ahead while the model runs, so what it holds at once (a row
+of input chunks and window sums, plus the read-ahead) grows with the scene.
 
-* results downstream of the model (window-sum *pieces*, see
-  :mod:`s2mask.engine.predict`) are kept until their last use: they are small
-  (halo strips) and costly to redo.  When a model task runs, its pieces are cut
-  in the same batch, so the full window sums never outlive it;
-* everything upstream of the model (reads, decoding, band selection, assembled
-  regions) is kept only when the *next* batch needs it and is otherwise read
-  again later.  Within a strip that keeps the halo rows for the next block row;
-  the halo columns that the next strip needs are read twice instead of being
-  held for the whole scene height.
+:func:`stream_blocks` runs the graph in *batches* instead. The output blocks are cut into
+vertical strips ``strip_px`` wide and taken strip by strip, row by row within a strip. Each
+batch computes, with the local scheduler's threads:
 
-While one batch runs the model, the next batch's model inputs (its assembled
-regions) are read in the other threads, so the model never waits for a read
-except at the very start.
+* block *b*'s output,
+* the model stage of block *b + 1*, so the model runs while block *b* is blended,
+* the model inputs (assembled regions) of block *b + 2*, read while the model runs.
 
-Memory is then one strip-row of blocks plus one halo row and one halo column of
-window sums (``window`` px wide, a few MB per block): constant in the scene
-width and growing only by the thin halo column with its height.  The price is
-re-reading the halo columns at strip boundaries (``window / strip_px`` of the
-input, ~6 % with the defaults).
+The caller consumes block *b* while batch *b + 1* runs in the background. Between batches
+only what a later batch needs is kept:
+
+* results downstream of the model (window-sum *pieces*, see :mod:`s2mask.engine.predict`)
+  are kept until their last use. They are small halo strips and costly to redo. When a
+  model task runs, its pieces are cut in the same batch, so the full window sums never
+  outlive it;
+* everything upstream of the model (reads, decoding, band selection, assembled regions) is
+  kept while the next batches of the same strip need it, and is otherwise read again later.
+  Within a strip this keeps the halo rows for the next block row. The halo columns that the
+  next strip needs are read twice rather than held for the whole scene height.
+
+Memory is then a few blocks plus one strip-wide halo row and one halo column of window sums
+(``window`` px wide, a few MB per block). It is constant in the scene width and grows with
+the height only by that thin column. The price is re-reading the halo columns at strip
+edges: with the reader chunked by :func:`s2mask.engine.predict.input_chunks`, that is about
+``window / strip_px`` of the input (~6 % with the defaults).
 """
 
 from __future__ import annotations

@@ -644,33 +644,22 @@ def _write_stagings(
         # one array, bands of all jobs stacked: the graph they share runs once
         counts = [j.arr.shape[0] for j in jobs]
         stacked = da.concatenate([j.arr for j in jobs], axis=0).rechunk({0: -1})
-        edges = np.cumsum((0, *counts))
-        parts = [
-            _BandSlice(writer, int(a), int(b)) for writer, a, b in zip(writers, edges[:-1], edges[1:], strict=True)
-        ]
-        _stream_blocks(stacked, _FanOut(parts, sum(counts)), scheduler)
-
-
-class _BandSlice:
-    """Bands ``[start, stop)`` of a stacked block, for one writer."""
-
-    def __init__(self, writer: _WindowWriter, start: int, stop: int) -> None:
-        self.writer, self.start, self.stop = writer, start, stop
+        edges = np.cumsum((0, *counts)).tolist()
+        _stream_blocks(stacked, _FanOut(writers, edges), scheduler)
 
 
 class _FanOut:
-    """A ``_WindowWriter`` look-alike that hands each job its bands of a stacked block."""
+    """A ``_WindowWriter`` look-alike that hands each writer its bands ``edges[i]:edges[i + 1]`` of a block."""
 
-    def __init__(self, parts: list[_BandSlice], count: int) -> None:
-        self.parts = parts
-        first = parts[0].writer
-        self.shape = (count, *first.shape[1:])
-        self.dtype, self.ndim = first.dtype, 3
+    def __init__(self, writers: list[_WindowWriter], edges: list[int]) -> None:
+        self.writers, self.edges = writers, edges
+        self.shape = (edges[-1], *writers[0].shape[1:])
+        self.dtype, self.ndim = writers[0].dtype, 3
 
     def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
         _, ys, xs = key
-        for part in self.parts:
-            part.writer[(slice(0, part.stop - part.start), ys, xs)] = block[part.start : part.stop]
+        for writer, a, b in zip(self.writers, self.edges[:-1], self.edges[1:], strict=True):
+            writer[(slice(0, b - a), ys, xs)] = block[a:b]
 
 
 def write_mask(
