@@ -18,8 +18,9 @@ The dask shell (:func:`predict`) runs in two lazy stages over output blocks:
 
 Memory is bounded by the block size plus one window; nothing is ever the size of
 the scene.  :mod:`s2mask.engine.stream` runs the graph strip by strip so that the
-blocks held at once do not grow with the scene either.  Reading and inference overlap: reads are separate dask tasks that run
-in the scheduler's other threads while one thread runs the model; with
+blocks held at once do not grow with the scene either.  Reading and inference
+overlap: reads are separate dask tasks that run in the scheduler's other threads
+while one thread runs the model; with
 ``overlap_io=True`` (the default) model calls in a process are serialised by a
 lock, so torch's own thread pool (or the GPU) is not oversubscribed by several
 dask threads at once while the others keep reading and decoding.

@@ -211,6 +211,11 @@ def _read_windows(srcs: list[BandSource], rows: tuple[int, int], cols: tuple[int
             f"Cannot read rows {rows[0]}:{rows[1]}, cols {cols[0]}:{cols[1]} of {srcs[0].path} ({exc}); "
             "the file is truncated or corrupt. Download the product again."
         ) from exc
+    return _to_reflectance(dn, srcs)
+
+
+def _to_reflectance(dn: np.ndarray, srcs: list[BandSource]) -> np.ndarray:
+    """DN ``(bands, y, x)`` of ``srcs`` -> float32 reflectance, nodata -> NaN, clipped to [0, 1]."""
     out = np.empty(dn.shape, np.float32)
     for i, src in enumerate(srcs):
         out[i] = (dn[i].astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
@@ -313,12 +318,7 @@ class LazyReflectance:
                     f"Cannot read a preview of {first.path} ({exc}); the file is truncated or corrupt. "
                     "Download the product again."
                 ) from exc
-            for k, i in enumerate(members):
-                src = self.sources[i]
-                band = (dn[k].astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
-                if src.nodata is not None and not math.isnan(src.nodata):
-                    band[dn[k] == src.nodata] = np.nan
-                out[i] = np.clip(band, 0.0, 1.0)
+            out[members] = _to_reflectance(dn, [self.sources[i] for i in members])
         return out
 
     def _on_grid(self, src: BandSource, r1: int, c1: int) -> bool:
