@@ -12,6 +12,8 @@ import pytest
 import rasterio
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 
@@ -89,6 +91,38 @@ def test_mask_cog_round_trip(tmp_path, mask_np, mask_da):
         assert tags["TIFFTAG_SOFTWARE"].startswith("s2mask ")
         assert "1 cloud" in src.descriptions[0]
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "blocksize"),
+    [(856, 512, 512), (600, 512, 512), (513, 512, 512), (512, 856, 512), (2049, 513, 512),
+     (97, 1031, 512), (512, 512, 512), (1030, 256, 256), (600, 16, 16), (1024, 1024, 512)],
+)  # fmt: skip
+def test_every_shape_gives_a_valid_cog(tmp_path, height, width, blocksize):
+    """856 x 512 (the s2cloudless scene) was refused: a tile as wide as the image reads as "not tiled"."""
+    rng = np.random.default_rng(height * width)
+    data = rng.integers(0, 3, (9, height, width)).astype(np.uint16)
+    cube = _georef(da.from_array(data, chunks=(9, 300, 300)), ("band", "y", "x"))
+    out = write_cog(cube, tmp_path / "cube.tif", blocksize=blocksize)
+    valid, errors, _ = cog_validate(str(out), quiet=True)
+    assert valid, errors
+    with rasterio.open(out) as ds:
+        assert (ds.height, ds.width) == (height, width)
+        assert ds.block_shapes[0][1] != width or max(height, width) <= 512
+        np.testing.assert_array_equal(ds.read(), data)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    height=st.one_of(st.integers(1, 1100), st.sampled_from([256, 512, 513, 1024, 1025])),
+    width=st.one_of(st.integers(1, 1100), st.sampled_from([256, 512, 513, 1024, 1025])),
+    blocksize=st.sampled_from([16, 128, 256, 512]),
+)
+def test_any_shape_and_tile_size_gives_a_valid_cog(tmp_path, height, width, blocksize):
+    mask = _georef(da.zeros((height, width), dtype=np.uint8, chunks=512), ("y", "x"))
+    out = write_cog(mask, tmp_path / "m.tif", blocksize=blocksize, overwrite=True)
+    valid, errors, _ = cog_validate(str(out), quiet=True)
+    assert valid, (height, width, blocksize, errors)
 
 
 def test_overviews_use_mode_not_average(tmp_path):

@@ -332,7 +332,9 @@ def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None
             get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr]) or dask.threaded.get
             starts = [np.cumsum((0, *c)) for c in arr.chunks]
             for idx, block in stream_blocks(arr, get=get):
-                writer[tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))] = block
+                writer[tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))] = (
+                    block
+                )
             return
         da.store(arr, writer, lock=threading.Lock(), scheduler=scheduler, compute=True)
         return
@@ -375,12 +377,35 @@ def _profile(data: xr.DataArray, dt: np.dtype, nodata: float | None, blocksize: 
     return profile
 
 
-def _cog_options(dt: np.dtype, *, blocksize: int, compress: str, resampling: str, count: int) -> dict:
+def _tile_size(height: int, width: int, blocksize: int) -> int:
+    """``blocksize``, or the nearest power-of-two multiple of it that COG validators accept.
+
+    rio-cogeo reads a tile exactly as wide as the image, or as one of its overviews, as
+    "not tiled" and refuses it when that level is larger than 512 px (a 856 x 512 mask
+    with 512 px tiles).  Overview ``k`` is ``ceil(size / 2**k)`` px, so a tile size equal
+    to none of those widths is valid whatever the overviews GDAL builds.
+    """
+
+    def fits(tile: int) -> bool:
+        for k in range(max(height, width).bit_length() + 1):
+            w, h = -(-width // 2**k), -(-height // 2**k)
+            if tile in (w, width // 2**k) and max(w, h) > 512:
+                return False
+        return True
+
+    candidates = [blocksize]
+    for step in range(1, 6):
+        candidates += [blocksize // 2**step, blocksize * 2**step]
+    return next((t for t in candidates if t >= 16 and t % 16 == 0 and fits(t)), blocksize)
+
+
+def _cog_options(dt: np.dtype, *, blocksize: int, compress: str, resampling: str, width: int) -> dict:
+    """GDAL COG creation options; no overviews for a 1 px wide raster (they would not be smaller)."""
     options = {
         "BLOCKSIZE": blocksize,
         "COMPRESS": compress.upper(),
         "OVERVIEW_RESAMPLING": _RESAMPLING[resampling.lower()],
-        "OVERVIEWS": "AUTO",
+        "OVERVIEWS": "AUTO" if width > 1 else "NONE",
         "BIGTIFF": "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
     }
@@ -502,7 +527,9 @@ def write_cogs(
         jobs.append(_job(data, path, **options))
     targets = [j.target for j in jobs]
     if len(set(targets)) != len(targets):
-        raise InvalidParameterError(f"write_cogs() got the same output twice in {targets}; expected distinct paths.")
+        raise InvalidParameterError(
+            f"write_cogs() got the same output twice in {targets}; expected distinct paths."
+        )
     return _write_jobs(jobs, progress=progress, scheduler=scheduler)
 
 
@@ -554,6 +581,7 @@ def _job(
     )
     descriptions = list(band_descriptions) if band_descriptions is not None else _default_descriptions(data3)
     arr = _prepare(data3, dt, nodata)
+    blocksize = _tile_size(arr.shape[1], arr.shape[2], blocksize)
     return _Job(
         target=target,
         arr=arr,
@@ -562,7 +590,7 @@ def _job(
         descriptions=descriptions,
         tags=tags,
         cog_options=_cog_options(
-            dt, blocksize=blocksize, compress=compress, resampling=overview_resampling, count=arr.shape[0]
+            dt, blocksize=blocksize, compress=compress, resampling=overview_resampling, width=arr.shape[2]
         ),
         overwrite=overwrite,
     )
@@ -570,11 +598,14 @@ def _job(
 
 def _write_jobs(jobs: list[_Job], *, progress: bool | Progress | None, scheduler: Any) -> list[Path]:
     """Stage every job's raster, convert each to a COG, validate it, rename all into place."""
-    stagings = [temp_path_for(j.target, ".tif") for j in jobs]  # tiled intermediates, .<name>.<random>.tmp.tif
+    stagings = [
+        temp_path_for(j.target, ".tif") for j in jobs
+    ]  # tiled intermediates, .<name>.<random>.tmp.tif
     try:
         with contextlib.ExitStack() as stack:
             tmps = [
-                stack.enter_context(atomic_output(j.target, overwrite=j.overwrite, suffix=".tif")) for j in jobs
+                stack.enter_context(atomic_output(j.target, overwrite=j.overwrite, suffix=".tif"))
+                for j in jobs
             ]
             _write_stagings(jobs, stagings, progress=progress, scheduler=scheduler)
             for job, staging, tmp in zip(jobs, stagings, tmps, strict=True):
