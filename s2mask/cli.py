@@ -260,7 +260,7 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
         return
     for out in result.outputs:
         fr = out.fractions
-        click.echo(f"{out.status:8s} {out.mask}  cloud {fr.get('cloud', 0):.1%}  shadow {fr.get('shadow', 0):.1%}")
+        click.echo(f"{out.status:8s} {out.mask}  cloud {fr.get('cloud') or 0:.1%}  shadow {fr.get('shadow') or 0:.1%}")
     if result.index:
         click.echo(f"index: {result.index}")
     if result.failures:

@@ -1,7 +1,17 @@
-"""From class probabilities to a uint8 mask, and mask statistics."""
+"""The mask: its encoding (one owner, as :mod:`s2mask.bands` owns the bands), ``to_mask`` and its statistics.
+
+The encoding of a uint8 mask -- values, class names, colours, nodata -- is defined here and
+nowhere else: the COG writer's colour table, class tags and category names
+(:func:`mask_write_options`), the JSON summary, the STAC index and the quick-look legend
+(:func:`fractions_from_counts`), and the composite buffer (:data:`NODATA`) all ask this module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import dask
 import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -9,10 +19,78 @@ import xarray as xr
 
 from s2mask.errors import InvalidParameterError
 
-__all__ = ["NODATA", "to_mask", "class_fractions"]
+__all__ = [
+    "CLASSES",
+    "COLOURS",
+    "NODATA",
+    "class_counts",
+    "class_fractions",
+    "colormap",
+    "fractions_from_counts",
+    "mask_description",
+    "mask_tags",
+    "mask_write_options",
+    "to_mask",
+]
+
+CLASSES: Mapping[int, str] = {0: "clear", 1: "cloud", 2: "shadow"}
+"""Mask value -> class name, in the order of the models' class axis."""
 
 NODATA = 255
 """Mask value for pixels without valid input."""
+
+NODATA_NAME = "nodata"
+"""The name of :data:`NODATA` in tags, category names, summaries and legends."""
+
+COLOURS: Mapping[int, tuple[int, int, int, int]] = {
+    0: (46, 139, 87, 255),  # clear: sea green
+    1: (255, 255, 255, 255),  # cloud: white
+    2: (90, 90, 90, 255),  # shadow: dark grey
+    NODATA: (0, 0, 0, 0),  # nodata: transparent
+}
+"""The colour table of mask COGs (RGBA); values not listed are black."""
+
+
+def colormap() -> dict[int, tuple[int, int, int, int]]:
+    """The colour table of uint8 masks: clear green, cloud white, shadow grey, nodata transparent."""
+    return dict(COLOURS)
+
+
+def category_names(classes: Mapping[int, str] = CLASSES, *, nodata: int = NODATA) -> dict[int, str]:
+    """Value -> name of every value a mask holds, nodata included (GDAL category names)."""
+    return {**dict(sorted(classes.items())), nodata: NODATA_NAME}
+
+
+def mask_tags(classes: Mapping[int, str] = CLASSES, *, nodata: int = NODATA) -> dict[str, str]:
+    """Dataset tags naming each mask value: ``CLASS_0=clear`` ... ``CLASS_255=nodata``, ``CLASSES=...``."""
+    names = category_names(classes, nodata=nodata)
+    tags = {f"CLASS_{v}": name for v, name in names.items()}
+    tags["CLASSES"] = ", ".join(f"{v}={name}" for v, name in names.items())
+    return tags
+
+
+def mask_description(classes: Mapping[int, str] = CLASSES, *, nodata: int = NODATA) -> str:
+    """The mask band's description: ``cloud mask: 0 clear, 1 cloud, 2 shadow, 255 nodata``."""
+    return "cloud mask: " + ", ".join(f"{v} {n}" for v, n in category_names(classes, nodata=nodata).items())
+
+
+def mask_write_options(
+    classes: Mapping[int, str] = CLASSES, *, tags: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The :func:`s2mask.io.cog.write_cog` options of a mask COG: every command writes masks with these.
+
+    nodata 255, uint8, the colour table, ``CLASS_*`` tags, a band description, GDAL category
+    names (a raster attribute table in ``<mask>.aux.xml``) and ``MODE`` overviews.
+    """
+    return {
+        "nodata": NODATA,
+        "dtype": np.uint8,
+        "colormap": colormap(),
+        "categories": category_names(classes),
+        "band_descriptions": [mask_description(classes)],
+        "tags": {**mask_tags(classes), **(tags or {})},
+        "overview_resampling": "mode",
+    }
 
 
 def _argmax_block(block: np.ndarray, nodata: int) -> np.ndarray:
@@ -50,8 +128,46 @@ def to_mask(probs: xr.DataArray, *, nodata: int = NODATA) -> xr.DataArray:
 
 
 def _bincount(block: np.ndarray) -> np.ndarray:
-    counts = np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256)
-    return counts.reshape(1, 1, 256)
+    return np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256).astype(np.int64)
+
+
+def class_counts(mask: xr.DataArray | da.Array | np.ndarray, *, scheduler: Any = None) -> np.ndarray:
+    """Histogram of a uint8 mask: 256 counts, value -> number of pixels.
+
+    Streaming: one ``np.bincount`` per dask block, summed; only the histograms are kept.
+
+    Raises:
+        InvalidParameterError: the mask is not unsigned 8-bit (or bool).
+    """
+    data = mask.data if isinstance(mask, xr.DataArray) else mask
+    if np.dtype(data.dtype) not in (np.uint8, np.bool_):
+        raise InvalidParameterError(
+            f"mask_summary() needs a uint8 class mask; got dtype {data.dtype}. "
+            "Pass the output of to_mask() (0 clear, 1 cloud, 2 shadow, 255 nodata)."
+        )
+    if not isinstance(data, da.Array):
+        return _bincount(np.asarray(data))
+    parts = [dask.delayed(_bincount)(block) for block in data.to_delayed().ravel()]
+    total = dask.delayed(lambda hs: np.sum(hs, axis=0))(parts)
+    return np.asarray(total.compute(scheduler=scheduler))
+
+
+def fractions_from_counts(
+    counts: np.ndarray, classes: Mapping[int, str] = CLASSES, *, nodata: int = NODATA
+) -> dict[str, float | None]:
+    """The class fractions every output reports (JSON summary, STAC index, quick-look legend).
+
+    Each class as a fraction of the *valid* pixels (``None`` when none is valid) and
+    ``nodata`` as a fraction of *all* pixels (``None`` for an empty mask).
+    """
+    counts = np.asarray(counts)
+    total = int(counts.sum())
+    valid = sum(int(counts[v]) for v in classes)  # neither nodata nor an unknown value
+    out: dict[str, float | None] = {
+        name: (int(counts[v]) / valid if valid else None) for v, name in sorted(classes.items())
+    }
+    out[NODATA_NAME] = int(counts[nodata]) / total if total else None
+    return out
 
 
 def class_fractions(mask: xr.DataArray, *, nodata: int = NODATA) -> dict[str, float]:
@@ -60,9 +176,7 @@ def class_fractions(mask: xr.DataArray, *, nodata: int = NODATA) -> dict[str, fl
     Keys are the class names from ``mask.attrs["classes"]`` (else ``"0"``, ``"1"``, ...)
     and ``"nodata"``.  Computed block by block, so memory stays bounded.
     """
-    data = mask.data if isinstance(mask.data, da.Array) else da.from_array(np.asarray(mask.data))
-    per_block = da.map_blocks(_bincount, data, new_axis=2, chunks=(1, 1, 256), dtype=np.int64)
-    counts = per_block.sum(axis=(0, 1)).compute()
+    counts = class_counts(mask)
     total = int(counts.sum())
     names = list(mask.attrs.get("classes") or [])
     values = sorted(set(range(len(names))) | {int(v) for v in np.flatnonzero(counts) if v != nodata})

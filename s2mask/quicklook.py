@@ -32,11 +32,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from s2mask._atomic import atomic_output, check_target
 from s2mask.errors import InvalidParameterError
+from s2mask.mask import CLASSES, NODATA, NODATA_NAME, class_counts, fractions_from_counts
 
 __all__ = ["OVERLAY", "OverlayStyle", "preview_rgb", "write_quicklook"]
 
 _RGB = ("B04", "B03", "B02")
-_NODATA = 255
+_NODATA = NODATA
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,15 @@ class OverlayStyle:
 
 
 OVERLAY: Mapping[int, OverlayStyle] = {
-    0: OverlayStyle("clear", (46, 139, 87), 0.0),
-    1: OverlayStyle("cloud", (255, 0, 255), 0.45),
-    2: OverlayStyle("shadow", (255, 176, 0), 0.55),
-    _NODATA: OverlayStyle("nodata", (0, 0, 0), 0.8),
+    0: OverlayStyle(CLASSES[0], (46, 139, 87), 0.0),
+    1: OverlayStyle(CLASSES[1], (255, 0, 255), 0.45),
+    2: OverlayStyle(CLASSES[2], (255, 176, 0), 0.55),
+    _NODATA: OverlayStyle(NODATA_NAME, (0, 0, 0), 0.8),
 }
-"""Mask value -> overlay style (clear is not tinted; its swatch shows its map colour)."""
+"""Mask value -> overlay style (clear is not tinted; its swatch shows its map colour).
+
+Names come from :mod:`s2mask.mask`; the tints are the quick-look's own (a white cloud, the
+COG's colour, would vanish over a bright image)."""
 
 _LEGEND_BG = (24, 24, 24)
 _LEGEND_FG = (235, 235, 235)
@@ -269,14 +273,11 @@ def _legend(width: int, entries: list[tuple[OverlayStyle, str]]) -> Image.Image:
     return strip
 
 
-def _fractions(mask: np.ndarray) -> dict[str, float | None]:
-    valid = mask != _NODATA
-    n = int(valid.sum())
-    out: dict[str, float | None] = {
-        s.label: (float((mask == v).sum()) / n if n else None) for v, s in OVERLAY.items() if v != _NODATA
-    }
-    out["nodata"] = float((~valid).mean()) if mask.size else None
-    return out
+def _fractions(mask: Any, small_mask: np.ndarray, scheduler: Any) -> dict[str, float | None]:
+    """The legend's fractions, counted like the summary's (:func:`s2mask.mask.fractions_from_counts`)."""
+    data = getattr(mask, "data", mask)
+    counts = class_counts(data if data.dtype == np.uint8 else small_mask, scheduler=scheduler)
+    return fractions_from_counts(counts)
 
 
 def _label(name: str, frac: float | None) -> str:
@@ -312,7 +313,7 @@ def write_quicklook(
             or ``"gain"`` (reflectance times ``gain``).
         gamma: gamma applied after the stretch (``> 1`` brightens dark areas).
         fractions: class fractions for the legend (e.g. ``mask_summary(...)["fractions"]``);
-            default: measured on the downsampled mask.
+            default: counted on the full mask, as the JSON summary counts them.
         scheduler: dask scheduler for the downsampling.
 
     The PNG is ``ceil(w / f)`` wide and ``ceil(h / f)`` plus the legend strip high.
@@ -354,7 +355,7 @@ def write_quicklook(
         img = _overlay(img, small_mask)
     picture = Image.fromarray(img)
     if small_mask is not None:
-        fr = dict(fractions) if fractions is not None else _fractions(small_mask)
+        fr = dict(fractions) if fractions is not None else _fractions(mask, small_mask, scheduler)
         entries = [(s, _label(s.label, fr.get(s.label))) for s in OVERLAY.values()]
         strip = _legend(picture.width, entries)
         canvas = Image.new("RGB", (picture.width, picture.height + strip.height), _LEGEND_BG)

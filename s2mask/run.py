@@ -79,7 +79,7 @@ def output_paths(out: str | Path, options: RunOptions) -> dict[str, Path]:
     """All files a run writes for mask path ``out``."""
     out = Path(out)
     stem = out.with_suffix("")
-    paths = {"mask": out}
+    paths = {"mask": out, "mask_classes": Path(f"{out}.aux.xml")}  # GDAL category names beside the mask
     if options.summary:
         paths["summary"] = stem.with_suffix(".json")
     if options.quicklook:
@@ -92,7 +92,7 @@ def output_paths(out: str | Path, options: RunOptions) -> dict[str, Path]:
 def _check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
     """Refuse before any work: existing outputs (unless overwrite), a folder we cannot write."""
     for p in paths.values():
-        if p.suffix.lower() not in {".tif", ".tiff", ".json", ".png"}:
+        if p.suffix.lower() not in {".tif", ".tiff", ".json", ".png", ".xml"}:
             raise OutputError(
                 f"Output {p} has suffix {p.suffix!r}; expected a mask path ending in .tif. "
                 "Give -o mask.tif for one product or -o FOLDER for several."
@@ -194,8 +194,8 @@ def mask_cube(
     """
     from s2mask._atomic import _fsync_dir, remove_temps, temp_path_for
     from s2mask.engine import predict
-    from s2mask.io.cog import mask_colormap, probabilities_to_uint8, write_cogs
-    from s2mask.mask import to_mask
+    from s2mask.io.cog import probabilities_to_uint8, write_cogs
+    from s2mask.mask import NODATA, mask_write_options, to_mask
     from s2mask.summary import mask_summary
 
     t0 = time.perf_counter()
@@ -203,18 +203,18 @@ def mask_cube(
     _check_outputs(paths, options.overwrite)
     if options.overwrite:
         _remove_stale_temps(paths.values())
-    staged = {key: temp_path_for(path) for key, path in paths.items()}
+    staged = {key: temp_path_for(path) for key, path in paths.items() if key != "mask_classes"}
+    staged["mask_classes"] = Path(f"{staged['mask']}.aux.xml")  # where the writer puts the mask's side file
     try:
         # predict and write the mask to its temporary file
         with _window_bar(cube, model, options, paths["mask"].name) as bar:
             probs = predict(cube, model, window=options.window, overlap=options.overlap, chunks=options.chunks,
                             batch_size=options.batch_size, progress=bar.update if bar else None)
             tags = _mask_tags(cube, model)
-            rasters = [(to_mask(probs), staged["mask"],
-                        {"nodata": 255, "colormap": mask_colormap(), "tags": tags, "overview_resampling": "mode"})]
+            rasters = [(to_mask(probs), staged["mask"], mask_write_options(tags=tags))]
             if options.probabilities:  # in the same pass: the model runs once for both files
                 rasters.append((probabilities_to_uint8(probs), staged["probabilities"],
-                                {"nodata": 255, "band_descriptions": list(map(str, probs["class"].values)),
+                                {"nodata": NODATA, "band_descriptions": list(map(str, probs["class"].values)),
                                  "tags": tags, "overview_resampling": "average"}))
             write_cogs(rasters, progress=options.progress and bar is None)
         t_mask = time.perf_counter()

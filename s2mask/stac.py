@@ -48,9 +48,6 @@ INDEX_NAME = "index.geojson"
 RunOne = Callable[[Any, Path], Any]
 """``run_one(cube, out_path)``: predict, write the mask COG (plus summary and quick-look)."""
 
-_CLASS_NAMES = ("clear", "cloud", "shadow")
-_NODATA = 255
-
 
 @dataclass(frozen=True)
 class ItemOutput:
@@ -61,7 +58,7 @@ class ItemOutput:
     datetime: str
     cloud_cover: float | None
     """The provider's ``eo:cloud_cover`` in percent."""
-    fractions: Mapping[str, float] = field(default_factory=dict)
+    fractions: Mapping[str, float | None] = field(default_factory=dict)
     """Fraction of valid pixels per class (``clear``, ``cloud``, ``shadow``) and ``nodata`` of all pixels."""
     status: str = "done"
     """``done``, ``skipped`` (resume found it), or ``planned`` (dry run)."""
@@ -97,20 +94,18 @@ def output_stem(item_id: str) -> str:
     return stem or "item"
 
 
-def mask_fractions(path: str | Path) -> dict[str, float]:
-    """Class fractions of a written mask, counted block by block (memory stays small)."""
+def mask_fractions(path: str | Path) -> dict[str, float | None]:
+    """Class fractions of a written mask (as in its JSON summary), counted block by block."""
     import numpy as np
     import rasterio
+
+    from s2mask.mask import fractions_from_counts
 
     counts = np.zeros(256, dtype=np.int64)
     with rasterio.open(path) as src:
         for _, window in src.block_windows(1):
             counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)[:256]
-    total = int(counts.sum())
-    valid = total - int(counts[_NODATA])
-    out = {name: (float(counts[i]) / valid if valid else 0.0) for i, name in enumerate(_CLASS_NAMES)}
-    out["nodata"] = float(counts[_NODATA]) / total if total else 0.0
-    return {k: round(v, 6) for k, v in out.items()}
+    return fractions_from_counts(counts)
 
 
 def run_stac(
@@ -202,7 +197,7 @@ def run_stac(
 
 
 def _output(
-    item: Any, path: Path, *, status: str, fractions: Mapping[str, float] | None = None
+    item: Any, path: Path, *, status: str, fractions: Mapping[str, float | None] | None = None
 ) -> ItemOutput:
     cloud = (item.properties or {}).get("eo:cloud_cover")
     return ItemOutput(
@@ -222,7 +217,7 @@ def _is_complete(path: Path) -> bool:
     return mask_is_valid(path)
 
 
-def _safe_fractions(path: Path) -> dict[str, float]:
+def _safe_fractions(path: Path) -> dict[str, float | None]:
     try:
         return mask_fractions(path)
     except Exception as exc:  # noqa: BLE001 - a stale file from an older run
@@ -251,13 +246,19 @@ def _prepare_out_dir(out_dir: Path, paths: Sequence[Path], *, overwrite: bool, r
         )
 
 
+def _mask_legend() -> str:
+    from s2mask.mask import category_names
+
+    return ", ".join(f"{v} {name}" for v, name in category_names().items())
+
+
 def _assets(path: Path) -> dict[str, dict[str, Any]]:
     assets = {
         "mask": {
             "href": path.name,
             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
             "roles": ["data"],
-            "title": "Cloud and shadow mask (0 clear, 1 cloud, 2 shadow, 255 nodata)",
+            "title": f"Cloud and shadow mask ({_mask_legend()})",
         }
     }
     for key, suffix, media, role in (

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -29,36 +28,9 @@ import xarray as xr
 from s2mask import __version__
 from s2mask._atomic import atomic_write_text
 from s2mask.errors import InvalidParameterError
+from s2mask.mask import CLASSES, NODATA, class_counts, fractions_from_counts
 
 __all__ = ["class_counts", "mask_summary", "write_summary"]
-
-_CLASSES: Mapping[int, str] = {0: "clear", 1: "cloud", 2: "shadow"}
-_NODATA = 255
-
-
-def _bincount(block: np.ndarray) -> np.ndarray:
-    return np.bincount(np.asarray(block, dtype=np.uint8).ravel(), minlength=256).astype(np.int64)
-
-
-def class_counts(mask: xr.DataArray | da.Array | np.ndarray, *, scheduler: Any = None) -> np.ndarray:
-    """Histogram of a uint8 mask: 256 counts, value -> number of pixels.
-
-    Streaming: one ``np.bincount`` per dask block, summed; only the histograms are kept.
-
-    Raises:
-        InvalidParameterError: the mask is not unsigned 8-bit (or bool).
-    """
-    data = mask.data if isinstance(mask, xr.DataArray) else mask
-    if np.dtype(data.dtype) not in (np.uint8, np.bool_):
-        raise InvalidParameterError(
-            f"mask_summary() needs a uint8 class mask; got dtype {data.dtype}. "
-            "Pass the output of to_mask() (0 clear, 1 cloud, 2 shadow, 255 nodata)."
-        )
-    if not isinstance(data, da.Array):
-        return _bincount(np.asarray(data))
-    parts = [dask.delayed(_bincount)(block) for block in data.to_delayed().ravel()]
-    total = dask.delayed(lambda hs: np.sum(hs, axis=0))(parts)
-    return np.asarray(total.compute(scheduler=scheduler))
 
 
 def _geo(mask: Any) -> dict[str, Any]:
@@ -94,8 +66,8 @@ def mask_summary(
     product_id: str | None = None,
     model: Any = None,
     timing: Mapping[str, float] | None = None,
-    classes: Mapping[int, str] = _CLASSES,
-    nodata: int = _NODATA,
+    classes: Mapping[int, str] = CLASSES,
+    nodata: int = NODATA,
     scheduler: Any = None,
 ) -> dict[str, Any]:
     """Summarise a uint8 class mask as a JSON-ready dict (see the module docstring for keys).
@@ -118,10 +90,7 @@ def mask_summary(
     counts.update(valid=valid, total=total)
     if unknown:
         counts["unknown"] = unknown
-    fractions: dict[str, float | None] = {
-        name: (counts[name] / valid if valid else None) for name in classes.values()
-    }
-    fractions["nodata"] = counts["nodata"] / total if total else None
+    fractions = fractions_from_counts(hist, classes, nodata=nodata)
     shape = [int(s) for s in mask.shape[-2:]]
     return {
         "product_id": product_id,

@@ -204,7 +204,7 @@ def test_failing_block_leaves_old_output_and_no_temps(tmp_path, mask_da):
     assert _leftovers(tmp_path) == []
     with pytest.raises(RuntimeError, match="block failed"):
         write_mask(exploding, tmp_path / "new.tif")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]  # and no new.tif.aux.xml
 
 
 def test_disk_full_mid_write(tmp_path, mask_da, monkeypatch):
@@ -359,7 +359,7 @@ def test_distributed_client(tmp_path, mask_np, mask_da):
         exploding = mask_da.copy(data=mask_da.data.map_blocks(_raising_block, dtype=np.uint8))
         with pytest.raises(RuntimeError, match="block failed"):
             write_mask(exploding, tmp_path / "bad.tif", scheduler=client)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "m.tif.aux.xml"]
 
 
 @pytest.mark.slow

@@ -55,9 +55,18 @@ import xarray as xr
 from rasterio.windows import Window
 
 from s2mask import __version__
-from s2mask._atomic import atomic_output, check_target, describe_os_error, remove_temps, temp_path_for
+from s2mask._atomic import (
+    atomic_output,
+    atomic_write_text,
+    check_target,
+    describe_os_error,
+    remove_temps,
+    temp_path_for,
+)
 from s2mask.engine.stream import has_model_stage, stream_blocks
 from s2mask.errors import InvalidParameterError, OutputError, S2MaskError
+from s2mask.mask import CLASSES, NODATA, mask_tags, mask_write_options
+from s2mask.mask import colormap as mask_colormap
 from s2mask.progress import Progress, progress_bar
 
 __all__ = [
@@ -72,11 +81,11 @@ __all__ = [
     "write_probabilities",
 ]
 
-MASK_CLASSES: Mapping[int, str] = {0: "clear", 1: "cloud", 2: "shadow"}
-"""Mask values and their class names; :data:`MASK_NODATA` marks pixels without data."""
+MASK_CLASSES: Mapping[int, str] = CLASSES
+"""Mask values and their class names (owned by :mod:`s2mask.mask`)."""
 
-MASK_NODATA = 255
-"""The nodata value of masks and of uint8 probabilities."""
+MASK_NODATA = NODATA
+"""The nodata value of masks and of uint8 probabilities (owned by :mod:`s2mask.mask`)."""
 
 _RESAMPLING = {
     "nearest": "NEAREST",
@@ -90,35 +99,8 @@ _RESAMPLING = {
     "gauss": "GAUSS",
 }
 
-_MASK_COLOURS: Mapping[int, tuple[int, int, int, int]] = {
-    0: (46, 139, 87, 255),  # clear: sea green
-    1: (255, 255, 255, 255),  # cloud: white
-    2: (90, 90, 90, 255),  # shadow: dark grey
-    MASK_NODATA: (0, 0, 0, 0),  # nodata: transparent
-}
-
 _BATCH_PER_CPU = 8
 """Blocks computed per batch and CPU when neither a local-threads nor a distributed scheduler runs."""
-
-
-def mask_colormap() -> dict[int, tuple[int, int, int, int]]:
-    """The colour table of uint8 masks: clear green, cloud white, shadow grey, nodata transparent.
-
-    Values not listed are black.  GDAL and QGIS show it as the band's palette.
-    """
-    return dict(_MASK_COLOURS)
-
-
-def mask_tags(classes: Mapping[int, str] = MASK_CLASSES, *, nodata: int = MASK_NODATA) -> dict[str, str]:
-    """Dataset tags naming each mask value: ``CLASS_0=clear`` ... ``CLASS_255=nodata``, ``CLASSES=...``.
-
-    Plain GeoTIFF metadata (no raster attribute table, no ``.aux.xml`` side file), shown by
-    ``gdalinfo``, QGIS' layer properties and ``rasterio``'s ``tags()``.
-    """
-    tags = {f"CLASS_{v}": name for v, name in sorted(classes.items())}
-    tags[f"CLASS_{nodata}"] = "nodata"
-    tags["CLASSES"] = ", ".join(f"{v}={name}" for v, name in sorted({**classes, nodata: "nodata"}.items()))
-    return tags
 
 
 def probabilities_to_uint8(probs: xr.DataArray, *, nodata: int = MASK_NODATA) -> xr.DataArray:
@@ -425,6 +407,39 @@ def _validate_cog(path: Path, target: Path) -> None:
         )
 
 
+_GFT_INTEGER, _GFT_STRING = 0, 2
+_GFU_GENERIC, _GFU_NAME, _GFU_MINMAX, _GFU_RED, _GFU_GREEN, _GFU_BLUE, _GFU_ALPHA = 0, 2, 5, 6, 7, 8, 9
+
+
+def _pam_xml(categories: Mapping[int, str], colormap: Mapping[int, Sequence[int]] | None) -> str:
+    """GDAL PAM XML (``.aux.xml``) for band 1: category names and a thematic attribute table."""
+    from xml.sax.saxutils import escape
+
+    values = sorted(int(v) for v in categories)
+    names = [escape(str(categories.get(v, ""))) for v in range(values[-1] + 1)]
+    fields = [("VALUE", _GFT_INTEGER, _GFU_MINMAX), ("CLASS", _GFT_STRING, _GFU_NAME)]
+    if colormap is not None:
+        fields += [
+            (c, _GFT_INTEGER, u)
+            for c, u in zip("RGBA", (_GFU_RED, _GFU_GREEN, _GFU_BLUE, _GFU_ALPHA), strict=True)
+        ]
+    lines = ["<PAMDataset>", '  <PAMRasterBand band="1">', "    <CategoryNames>"]
+    lines += [f"      <Category>{n}</Category>" for n in names]
+    lines += ["    </CategoryNames>", '    <GDALRasterAttributeTable tableType="thematic">']
+    for i, (name, kind, usage) in enumerate(fields):
+        lines.append(
+            f'      <FieldDefn index="{i}"><Name>{name}</Name><Type>{kind}</Type><Usage>{usage}</Usage></FieldDefn>'
+        )
+    for row, v in enumerate(values):
+        cells = [str(v), escape(str(categories[v]))]
+        if colormap is not None:
+            rgba = tuple(colormap.get(v, (0, 0, 0, 255)))
+            cells += [str(int(c)) for c in (*rgba, 255)[:4]]
+        lines.append(f'      <Row index="{row}">' + "".join(f"<F>{c}</F>" for c in cells) + "</Row>")
+    lines += ["    </GDALRasterAttributeTable>", "  </PAMRasterBand>", "</PAMDataset>", ""]
+    return "\n".join(lines)
+
+
 def write_cog(
     data: xr.DataArray,
     path: str | os.PathLike[str],
@@ -434,6 +449,7 @@ def write_cog(
     colormap: Mapping[int, Sequence[int]] | None = None,
     band_descriptions: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
+    categories: Mapping[int, str] | None = None,
     overview_resampling: str = "mode",
     blocksize: int = 512,
     compress: str = "DEFLATE",
@@ -453,6 +469,9 @@ def write_cog(
         colormap: ``{value: (r, g, b[, a])}`` for single-band uint8/uint16 rasters.
         band_descriptions: one description per band; default the leading coordinate's labels.
         tags: dataset metadata (``{"CLASS_0": "clear", ...}``).
+        categories: ``{value: name}`` of a single-band class raster: written as GDAL category
+            names and a raster attribute table (value, class, colour) in ``<path>.aux.xml``,
+            where GDAL, ``gdalinfo`` and QGIS read them; published just before the COG.
         overview_resampling: ``"mode"`` (default, safe for classes), ``"average"`` for
             continuous values, or another GDAL method.
         blocksize: internal tile size in pixels (multiple of 16).
@@ -478,6 +497,7 @@ def write_cog(
         colormap=colormap,
         band_descriptions=band_descriptions,
         tags=tags,
+        categories=categories,
         overview_resampling=overview_resampling,
         blocksize=blocksize,
         compress=compress,
@@ -493,6 +513,7 @@ _JOB_OPTIONS = frozenset(
         "colormap",
         "band_descriptions",
         "tags",
+        "categories",
         "overview_resampling",
         "blocksize",
         "compress",
@@ -545,6 +566,12 @@ class _Job:
     tags: Mapping[str, Any] | None
     cog_options: dict[str, Any]
     overwrite: bool
+    aux_xml: str | None = None
+    """GDAL PAM metadata (category names, attribute table) for ``<target>.aux.xml``."""
+
+    @property
+    def aux_target(self) -> Path:
+        return Path(f"{self.target}.aux.xml")
 
 
 def _job(
@@ -556,6 +583,7 @@ def _job(
     colormap: Mapping[int, Sequence[int]] | None = None,
     band_descriptions: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
+    categories: Mapping[int, str] | None = None,
     overview_resampling: str = "mode",
     blocksize: int = 512,
     compress: str = "DEFLATE",
@@ -563,6 +591,8 @@ def _job(
 ) -> _Job:
     """Check the target and the options (before any computation) and prepare the array."""
     target = check_target(path, overwrite=overwrite)
+    if categories is not None:
+        check_target(f"{target}.aux.xml", overwrite=overwrite)
     data3 = _as_3d(data)
     dt = _out_dtype(data3, dtype)
     if nodata is None:
@@ -593,6 +623,7 @@ def _job(
             dt, blocksize=blocksize, compress=compress, resampling=overview_resampling, width=arr.shape[2]
         ),
         overwrite=overwrite,
+        aux_xml=None if categories is None else _pam_xml(categories, colormap),
     )
 
 
@@ -616,6 +647,9 @@ def _write_jobs(jobs: list[_Job], *, progress: bool | Progress | None, scheduler
                 finally:
                     remove_temps(staging)
                 _validate_cog(tmp, job.target)
+            for job in jobs:  # side files first: a published COG always has its class names
+                if job.aux_xml is not None:
+                    atomic_write_text(job.aux_target, job.aux_xml, overwrite=job.overwrite)
     finally:
         for staging in stagings:
             remove_temps(staging)
@@ -703,21 +737,12 @@ def write_mask(
 ) -> Path:
     """Write a uint8 class mask (0 clear, 1 cloud, 2 shadow, 255 nodata) as a COG.
 
-    Adds the colour table, ``CLASS_*`` tags, a band description listing the classes, nodata
-    255 and ``MODE`` overviews; other keyword arguments go to :func:`write_cog`.
+    The encoding comes from :func:`s2mask.mask.mask_write_options`: colour table,
+    ``CLASS_*`` tags, a band description listing the classes, GDAL category names and an
+    attribute table (``<path>.aux.xml``), nodata 255 and ``MODE`` overviews.  Other keyword
+    arguments go to :func:`write_cog` (and override those).
     """
-    names = ", ".join(f"{v} {n}" for v, n in sorted(classes.items()))
-    kwargs.setdefault("band_descriptions", [f"cloud mask: {names}, {MASK_NODATA} nodata"])
-    kwargs.setdefault("overview_resampling", "mode")
-    return write_cog(
-        mask,
-        path,
-        nodata=MASK_NODATA,
-        dtype=np.uint8,
-        colormap=mask_colormap(),
-        tags={**mask_tags(classes), **(tags or {})},
-        **kwargs,
-    )
+    return write_cog(mask, path, **{**mask_write_options(classes, tags=tags), **kwargs})
 
 
 def write_probabilities(
