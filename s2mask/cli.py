@@ -111,6 +111,22 @@ def model_options(f):  # noqa: ANN001, ANN201
     return f
 
 
+def input_options(f):  # noqa: ANN001, ANN201
+    """Options that describe the input products: the same names and meaning in every command that reads them."""
+    options = [
+        click.option("--bands", type=BandsType(), default=None,
+                     help="Band names of GeoTIFF inputs in file order (e.g. B02,B03,B04,B08), when the files "
+                          "lack them."),
+        click.option("--scale", type=float, default=None, help="GeoTIFF input: reflectance = DN*scale + offset (1e-4)."),
+        click.option("--offset", type=float, default=None, help="GeoTIFF input offset (0)."),
+        click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest",
+                     show_default=True, help="How 20/60 m bands reach the grid."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _load_model(model_name: str, weights: str | None, device: str, threads: int | None):  # noqa: ANN202
     from s2mask.model import load_model, set_threads
 
@@ -131,12 +147,7 @@ def _cluster(scheduler: str | None, workers: int | None, weights: str, device: s
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Mask path (one product) or output folder (several products).")
 @model_options
-@click.option("--bands", type=BandsType(), default=None,
-              help="Band names of a GeoTIFF input in file order (e.g. B02,B03,B04,B08), when the file lacks them.")
-@click.option("--scale", type=float, default=None, help="GeoTIFF input: reflectance = DN*scale + offset (1e-4).")
-@click.option("--offset", type=float, default=None, help="GeoTIFF input offset (0).")
-@click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
-              help="How 20/60 m bands reach the grid.")
+@input_options
 @click.option("--probabilities", is_flag=True, help="Also write per-class probabilities (uint8 0-100).")
 @click.option("--no-quicklook", is_flag=True, help="Skip the quick-look PNG.")
 @click.option("--resume", is_flag=True, help="Skip products whose mask already exists and validates.")
@@ -281,7 +292,7 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
 @click.option("--buffer", type=click.IntRange(0, 100), default=0, show_default=True,
               help="Grow cloud and shadow by N pixels before compositing.")
 @click.option("--target-date", default=None, help="best-pixel: ties go to the scene closest to this date.")
-@click.option("--bands", "out_bands", type=BandsType(), default="s2-9", show_default=True,
+@click.option("--output-bands", "out_bands", type=BandsType(), default="s2-9", show_default=True,
               help="Output bands (preset or list); must include B04,B03,B02 for the quick-look.")
 @click.option("--crs", default=None, help="Output CRS (default: the first product's), e.g. EPSG:32633.")
 @click.option("--grid-resolution", type=float, default=None, help="Output pixel size in CRS units.")
@@ -293,9 +304,11 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
 @click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="With --stac-bbox: max eo:cloud_cover.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=None, help="With --stac-bbox: at most N items.")
 @model_options
+@input_options
 def composite(products, output, method, masks, buffer, target_date, out_bands, crs, grid_resolution, grid_bbox,
               stac_bbox, date, collection, url, max_cloud, limit, model_name, weights, device, threads, window,
-              overlap, batch_size, chunks, resolution, scheduler, workers, quiet, overwrite) -> None:  # noqa: ANN001
+              overlap, batch_size, chunks, resolution, scheduler, workers, quiet, overwrite, bands, scale, offset,
+              resampling) -> None:  # noqa: ANN001
     """Build a cloud-free composite from PRODUCTS (or a STAC search) into one COG.
 
     \b
@@ -320,8 +333,10 @@ def composite(products, output, method, masks, buffer, target_date, out_bands, c
             raise click.BadParameter(f"{grid_bbox!r} is not minx,miny,maxx,maxy with min < max.",
                                      param_hint="--grid-bbox") from None
     options = CompositeOptions(method=method, buffer=buffer, target_date=target_date, bands=out_bands,
-                               resolution=resolution, crs=crs, grid_resolution=grid_resolution, bbox=box,
-                               chunks=min(chunks, 1024), overwrite=overwrite, progress=not quiet)
+                               resolution=resolution, resampling=resampling, input_bands=bands, scale=scale,
+                               offset=offset, window=window, overlap=overlap, batch_size=batch_size, crs=crs,
+                               grid_resolution=grid_resolution, bbox=box, chunks=min(chunks, 1024),
+                               overwrite=overwrite, progress=not quiet)
     model = None if masks else _load_model(model_name, weights, device, threads)
     client = _cluster(scheduler, workers, weights or model_name, device, threads)
     if client is not None and model is not None:

@@ -107,6 +107,20 @@ class CompositeOptions:
     """Output bands (the quick-look needs B04, B03, B02 among them)."""
     resolution: int = 10
     """Resolution (m) the products are read at."""
+    resampling: str = "nearest"
+    """How 20/60 m bands reach the read grid (``nearest``, as in every reader, or ``bilinear``)."""
+    input_bands: tuple[str, ...] | None = None
+    """Band names of GeoTIFF inputs in file order, when the files lack them (as ``RunOptions.bands``)."""
+    scale: float | None = None
+    """GeoTIFF inputs: reflectance = DN * scale + offset (default 1e-4)."""
+    offset: float | None = None
+    """GeoTIFF input offset (default 0)."""
+    window: int | None = None
+    """Model window size in px (default: the model card's)."""
+    overlap: int | None = None
+    """Overlap between model windows in px (default: window // 8)."""
+    batch_size: int = 4
+    """Windows per model call."""
     crs: Any = None
     """Output CRS (default: the first scene's); needs ``grid_resolution`` when it differs."""
     grid_resolution: float | None = None
@@ -224,9 +238,14 @@ def composite_products(
     read = _read_bands(options, loaded)
     mask_arrays = None if masks is None else [_open_mask(m, options.chunks) for m in masks]
     cubes = [
-        _with_date(open_product(p, bands=read, resolution=options.resolution, chunks=options.chunks))
+        _with_date(
+            open_product(
+                p, bands=read, resolution=options.resolution, resampling=options.resampling,
+                chunks=options.chunks, scale=options.scale, offset=options.offset, band_names=options.input_bands,
+            )
+        )
         for p in products
-    ]
+    ]  # fmt: skip
     for cube, p in zip(cubes, products, strict=True):
         cube.attrs.setdefault("product_id", Path(str(p)).name)
     return _composite_cubes(cubes, out, masks=mask_arrays, model=loaded, options=options, started=t0)
@@ -264,7 +283,14 @@ def composite_stac(
     read = _read_bands(options, loaded)
     box = parse_bbox(bbox)
     cubes = [
-        open_stac_item(item, bands=read, resolution=options.resolution, bbox=box, chunks=options.chunks)
+        open_stac_item(
+            item,
+            bands=read,
+            resolution=options.resolution,
+            bbox=box,
+            chunks=options.chunks,
+            resampling=options.resampling,
+        )
         for item in items
     ]
     if options.bbox is None and options.crs is None:
@@ -314,7 +340,10 @@ def _composite_cubes(
     if masks is None:
         from s2mask.engine import predict
 
-        probs = [predict(c, model) for c in cubes]
+        probs = [
+            predict(c, model, window=options.window, overlap=options.overlap, batch_size=options.batch_size)
+            for c in cubes
+        ]
     grid = target_grid(
         cubes[0],
         crs=options.crs,

@@ -445,6 +445,16 @@ def _whole_tile_geobox(item: pystac.Item, info: ItemInfo, resolution: float) -> 
     return GeoBox.from_bbox((left, bottom, right, top), info.crs, resolution=resolution, tight=True)
 
 
+def _check_resampling(resampling: str) -> str:
+    from s2mask.io._lazy import RESAMPLING
+
+    if resampling not in RESAMPLING:
+        raise InvalidParameterError(
+            f"resampling={resampling!r}; expected one of {', '.join(RESAMPLING)} (nearest is every reader's default)."
+        )
+    return resampling
+
+
 def open_stac_item(
     item: pystac.Item,
     *,
@@ -454,13 +464,15 @@ def open_stac_item(
     chunks: int = 2048,
     preset: StacPreset | None = None,
     allowed_schemes: Sequence[str] = DEFAULT_SCHEMES,
+    resampling: str = "nearest",
 ) -> xr.DataArray:
     """Load one Sentinel-2 item lazily as reflectance, the contract every s2mask reader keeps.
 
     Returns a dask-backed ``xr.DataArray`` with dims ``("band", "y", "x")`` in the item's
     own CRS (UTM) at ``resolution`` metres, band coordinate = ESA names in the order of
     ``bands``, float32 reflectance ``DN * scale + offset`` clipped to [0, 1] with NaN where
-    the DN is nodata.  Reflectance bands are resampled bilinearly to ``resolution``.
+    the DN is nodata.  Bands reach ``resolution`` by ``resampling`` (``nearest``, the default
+    of every reader, ``bilinear`` or ``average``).
     ``bbox`` (WGS84 W,S,E,N) crops to the area; ``None`` loads the whole tile.  Nothing
     is read until the array is computed.
 
@@ -505,7 +517,7 @@ def open_stac_item(
         [item],
         bands=keys,
         chunks={"x": int(chunks), "y": int(chunks)},
-        resampling="bilinear",  # every band here is reflectance (class layers would need nearest)
+        resampling=_check_resampling(resampling),
         fail_on_error=True,
         **grid,
     )

@@ -1,0 +1,55 @@
+"""Every reader resamples the same way by default, so one scene gives one mask whatever its source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+from rasterio.transform import from_origin
+
+from s2mask.errors import InvalidParameterError
+from s2mask.io.geotiff import open_geotiff
+from s2mask.io.stac import open_stac_item
+from tests.stac_server import block_internet, shaped_item, shared_item, write_band_cogs  # noqa: F401
+
+pytestmark = [
+    pytest.mark.usefixtures("block_internet"),
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),  # odc-geo affine products
+]
+
+CRS = "EPSG:32633"
+ORIGIN = from_origin(500000, 5080000, 10, 10)
+SIZE = 64
+
+
+def _item_with_a_20m_band(shared_data: Path, tmp: Path) -> tuple[pystac.Item, Path]:
+    rng = np.random.default_rng(7)
+    dn = {
+        "B04": rng.integers(500, 3000, (SIZE, SIZE)).astype(np.uint16),
+        "B11": rng.integers(500, 3000, (SIZE // 2, SIZE // 2)).astype(np.uint16),  # 20 m, textured
+    }
+    hrefs = write_band_cogs(tmp / "item", dn, transform=ORIGIN, crs=CRS)
+    raw = shaped_item(
+        shared_item(shared_data, "pc-l2a"), item_id="S2_resampling", when="2024-06-10T10:00:00Z",
+        cloud_cover=10.0, hrefs=hrefs, transform=ORIGIN, shapes={b: a.shape for b, a in dn.items()}, crs=CRS,
+    )  # fmt: skip
+    return pystac.Item.from_dict(raw), hrefs["B11"]
+
+
+def test_stac_resamples_20m_bands_like_the_geotiff_reader(shared_data: Path, tmp_path: Path) -> None:
+    item, b11_file = _item_with_a_20m_band(shared_data, tmp_path)
+    stac = open_stac_item(item, bands=("B04", "B11")).sel(band="B11").values
+    geotiff = open_geotiff(b11_file, band_names=["B11"], resolution=10).sel(band="B11").values
+    assert stac.shape == geotiff.shape == (SIZE, SIZE)
+    np.testing.assert_allclose(stac, geotiff, atol=1e-6)
+    np.testing.assert_array_equal(stac[0::2, 0::2], stac[1::2, 1::2])  # nearest: each 20 m pixel 2 x 2 times
+    smooth = open_stac_item(item, bands=("B11",), resampling="bilinear").values[0]
+    assert not np.allclose(smooth, stac)  # bilinear stays available, on request
+
+
+def test_stac_refuses_an_unknown_resampling(shared_data: Path, tmp_path: Path) -> None:
+    item, _ = _item_with_a_20m_band(shared_data, tmp_path)
+    with pytest.raises(InvalidParameterError, match="resampling='cubic'; expected one of nearest"):
+        open_stac_item(item, bands=("B11",), resampling="cubic")
