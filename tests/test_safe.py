@@ -382,3 +382,23 @@ def test_bands_as_preset_or_comma_list(products):
     assert list(open_product(products["l2a"], bands="B4,B3,B2").band.values) == ["B04", "B03", "B02"]
     with pytest.raises(InvalidParameterError, match="repeats"):
         open_product(products["l2a"], bands=["B02", "B2"])
+
+
+def test_l2a_missing_its_native_20m_b11_is_refused_naming_the_file(scene, tmp_path):
+    """Masking from the 60 m copy without a word gave a degraded mask; the product is incomplete."""
+    refl, nodata = scene
+    p = write_safe(tmp_path, refl, level="L2A", baseline="05.09", nodata_mask=nodata)
+    (gone,) = p.rglob("R20m/*_B11_20m.jp2")
+    gone.unlink()
+    with pytest.raises(
+        ProductFormatError, match=rf"lacks R20m/{gone.name}, its B11 band at the native 20 m"
+    ) as err:
+        open_product(p, bands=PRESETS["s2-9"])
+    assert "R60m/" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ProductFormatError, match="lacks R20m/"):
+        open_product(p, bands=["B11"], resolution=20)
+    coarse = open_product(
+        p, bands=["B11"], resolution=60
+    )  # the 60 m grid reads the 60 m file, as it always did
+    assert coarse.shape == (1, H // 6, W // 6)
+    assert "B12" in open_product(p, bands=["B12"]).band.values  # other bands are untouched

@@ -188,6 +188,22 @@ def _pick_file(band: str, available: dict[int, str], resolution: int) -> tuple[i
     return res, available[res]
 
 
+def _require_native_file(
+    product: str | os.PathLike[str], band: str, res: int, found: str, resolution: int
+) -> None:
+    """A Level-2A product ships every band at its native resolution: refuse a silent fall-back to a coarser copy."""
+    native = BANDS[band].resolution
+    if res <= max(native, resolution):
+        return
+    folder, name = found.rsplit("/", 2)[-2:]
+    expected = f"R{native}m/{name.replace(f'_{res}m.', f'_{native}m.')}"
+    raise ProductFormatError(
+        f"{product} lacks {expected}, its {band} band at the native {native} m (only {folder}/{name} at {res} m "
+        f"is there); expected a complete Level-2A product. Download the product again, or read it on the "
+        f"{res} m grid (--resolution {res})."
+    )
+
+
 def _grid(tile: TileGeocoding, resolution: int) -> tuple[tuple[int, int], Affine]:
     ulx, uly = tile.origins.get(resolution) or tile.origins.get(10) or next(iter(tile.origins.values()))
     if resolution in tile.sizes:
@@ -230,6 +246,8 @@ def open_safe(
     stat_path = str(Path(path).expanduser().absolute()) if Path(path).is_file() else ""
     for band in names:
         res, gdal_path = _pick_file(band, layout.band_files[band], resolution)
+        if meta.level == "L2A":
+            _require_native_file(path, band, res, gdal_path, resolution)
         file_shape, file_res, _, _ = check_readable(gdal_path)
         _check_extent(gdal_path, file_shape, file_res, shape, resolution)
         sources.append(
