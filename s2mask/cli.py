@@ -9,6 +9,7 @@ variables (``DASK_SCHEDULER_ADDRESS``) are read here and nowhere else.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -77,6 +78,9 @@ class BandsType(click.ParamType):
 def cli(debug: bool) -> None:
     """Cloud and cloud-shadow masks and cloud-free composites for Sentinel-2."""
     DEBUG["on"] = debug
+    # a failed remote read is reported once, as a RemoteReadError naming the URL and status;
+    # odc-stac would also log each failed attempt to stderr
+    logging.getLogger("odc.loader").addHandler(logging.NullHandler())
 
 
 def model_options(f):  # noqa: ANN001, ANN201
@@ -97,8 +101,8 @@ def model_options(f):  # noqa: ANN001, ANN201
                      help="Windows per model call."),
         click.option("--chunks", type=click.IntRange(256, 16384), default=1024, show_default=True,
                      help="Dask chunk size in px (bounds memory)."),
-        click.option("--resolution", type=ResolutionType(), default=10, show_default=True,
-                     help="Output grid in metres."),
+        click.option("--resolution", type=ResolutionType(), default=None,
+                     help="Output grid in metres (default: 10 for SAFE and STAC, a GeoTIFF's own pixel size)."),
         click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS",
                      help="Address of a dask.distributed scheduler to run on (or DASK_SCHEDULER_ADDRESS)."),
         click.option("--workers", type=click.IntRange(1, 512), default=None,
@@ -222,9 +226,9 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
 @click.option("--allow-scheme", "schemes", multiple=True, default=("http", "https", "s3", "file"), show_default=True,
               help="URL schemes asset hrefs may use (repeat the option).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
-              help="Seconds per HTTP request.")
+              help="Seconds per HTTP request (the search and every read of an asset).")
 @click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
-              help="Retries on timeouts and 5xx answers, with backoff.")
+              help="Retries on timeouts, dropped connections and 429/5xx answers, with backoff (search and reads).")
 @model_options
 def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_run, resume, schemes, timeout, retries,
          model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution, scheduler, workers,
@@ -241,6 +245,7 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
     from s2mask.run import RunOptions, mask_cube
     from s2mask.stac import describe_plan, run_stac
 
+    resolution = resolution or 10  # STAC items have no grid of their own: the 10 m tile grid
     try:
         box, dates = parse_bbox(bbox), parse_date_range(date)
     except S2MaskError as exc:

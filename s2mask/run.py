@@ -35,8 +35,8 @@ __all__ = [
 class RunOptions:
     """How one product is turned into a mask."""
 
-    resolution: int = 10
-    """Output grid in metres (10, 20 or 60)."""
+    resolution: int | None = None
+    """Output grid in metres (10, 20 or 60); default the product's own: 10 m for SAFE, a GeoTIFF's pixel size."""
     window: int | None = None
     """Window size in px (default: the model card's)."""
     overlap: int | None = None
@@ -232,7 +232,6 @@ def mask_cube(
                 product_id=cube.attrs.get("product_id") or Path(str(source or out)).name,
                 source=str(source or cube.attrs.get("source", "")),
                 model={"name": model.card.name, "version": model.card.version, "bands": list(model.bands)},
-                resolution=options.resolution,
                 timing={"mask_seconds": round(t_mask - t0, 3), "total_seconds": round(time.perf_counter() - t0, 3)},
             )
             write_summary(staged["summary"], summary)

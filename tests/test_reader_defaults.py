@@ -53,3 +53,31 @@ def test_stac_refuses_an_unknown_resampling(shared_data: Path, tmp_path: Path) -
     item, _ = _item_with_a_20m_band(shared_data, tmp_path)
     with pytest.raises(InvalidParameterError, match="resampling='cubic'; expected one of nearest"):
         open_stac_item(item, bands=("B11",), resampling="cubic")
+
+
+def test_a_30m_geotiff_is_masked_on_its_own_grid(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """--resolution used to default to 10 m for every input: 9x the pixels (and compute) of a 30 m file."""
+    import json
+
+    import rasterio
+    from affine import Affine
+
+    from s2mask.bands import BAND_NAMES
+    from s2mask.testing.products import write_geotiff
+    from tests.reliability_helpers import run_main, save_threshold_weights, scene
+
+    transform = Affine(30.0, 0.0, 600000.0, 0.0, -30.0, 5200020.0)
+    product = write_geotiff(tmp_path / "landsat_like.tif", scene(48), BAND_NAMES, "EPSG:32631", transform)
+    weights = save_threshold_weights(tmp_path / "threshold.safetensors")
+    out = tmp_path / "m.tif"
+    result = run_main(
+        ["run", product, "-o", out, "--weights", weights, "-q", "--no-quicklook"], monkeypatch, capsys
+    )
+    assert result.code == 0, result
+    with rasterio.open(out) as ds:
+        assert (ds.height, ds.width) == (48, 48) and ds.transform == transform
+    assert json.loads(out.with_suffix(".json").read_text())["resolution"] == [30.0, 30.0]
+    assert run_main(["run", product, "-o", tmp_path / "m10.tif", "--weights", weights, "-q", "--no-quicklook",
+                     "--resolution", "10"], monkeypatch, capsys).code == 0  # fmt: skip
+    with rasterio.open(tmp_path / "m10.tif") as ds:
+        assert (ds.height, ds.width) == (144, 144)  # asked for: the 10 m grid

@@ -105,8 +105,8 @@ class CompositeOptions:
     """Best-pixel ties go to the scene closest to this date."""
     bands: tuple[str, ...] = DEFAULT_BANDS
     """Output bands (the quick-look needs B04, B03, B02 among them)."""
-    resolution: int = 10
-    """Resolution (m) the products are read at."""
+    resolution: int | None = None
+    """Resolution (m) the products are read at; default their own (10 m for SAFE and STAC, a GeoTIFF's)."""
     resampling: str = "nearest"
     """How 20/60 m bands reach the read grid (``nearest``, as in every reader, or ``bilinear``)."""
     input_bands: tuple[str, ...] | None = None
@@ -286,7 +286,7 @@ def composite_stac(
         open_stac_item(
             item,
             bands=read,
-            resolution=options.resolution,
+            resolution=options.resolution or 10,
             bbox=box,
             chunks=options.chunks,
             resampling=options.resampling,

@@ -69,7 +69,7 @@ def open_product(
     path: str | os.PathLike[str],
     *,
     bands: str | tuple[str, ...] | list[str] | None = None,
-    resolution: int = 10,
+    resolution: int | None = None,
     resampling: str = "nearest",
     chunks: int | tuple[int, int] = 2048,
     scale: float | None = None,
@@ -86,7 +86,8 @@ def open_product(
     ``source``.  Nothing but metadata and file headers is read until the array is computed.
 
     ``bands`` may be a preset name (``"s2-9"``), a comma list (``"B2,B3"``) or a sequence.
-    ``scale``, ``offset`` and ``band_names`` describe GeoTIFF inputs and are ignored for
+    ``resolution`` (10, 20 or 60 m) is the output grid; ``None`` keeps the product's own: the
+    10 m tile grid of a SAFE product, the pixel size of a GeoTIFF.  ``scale``, ``offset`` and ``band_names`` describe GeoTIFF inputs and are ignored for
     SAFE products, whose metadata carries their own scaling and band names.
 
     Raises:
@@ -111,4 +112,4 @@ def open_product(
     p = Path(path).expanduser()
     if p.is_file() and p.suffix.lower() == ".xml":
         p = p.parent
-    return open_safe(p, bands=bands, resolution=resolution, resampling=resampling, chunks=chunks)
+    return open_safe(p, bands=bands, resolution=resolution or 10, resampling=resampling, chunks=chunks)
