@@ -20,6 +20,7 @@ __all__ = [
     "OutputError",
     "InvalidParameterError",
     "StacError",
+    "RemoteReadError",
     "EmptySearchError",
     "NoValidDataError",
     "TrainingDataError",
@@ -73,6 +74,10 @@ class InvalidParameterError(S2MaskError, ValueError):
 
 class StacError(S2MaskError, ConnectionError):
     """A STAC API could not be reached or answered something that is not valid STAC."""
+
+
+class RemoteReadError(S2MaskError, ConnectionError):
+    """A raster over HTTP(S) or S3 could not be read, after retries (missing, refused, timed out)."""
 
 
 class EmptySearchError(S2MaskError, LookupError):

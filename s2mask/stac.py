@@ -20,6 +20,7 @@ from typing import Any
 
 from s2mask.bands import DEFAULT_BANDS
 from s2mask.errors import EmptySearchError, OutputError, OutputExistsError
+from s2mask.io._remote import RemoteReads
 from s2mask.io.stac import (
     DEFAULT_SCHEMES,
     StacPreset,
@@ -169,6 +170,7 @@ def run_stac(
     _prepare_out_dir(out_dir, [p for _, p in plan], overwrite=overwrite, resume=resume)
 
     # one item at a time: open lazily, run the shared pipeline, count the classes
+    remote = RemoteReads(timeout=timeout, retries=retries, backoff=backoff)
     outputs: list[ItemOutput] = []
     failures: list[ItemFailure] = []
     for n, (item, path) in enumerate(plan, start=1):
@@ -180,7 +182,7 @@ def run_stac(
         try:
             cube = open_stac_item(
                 item, bands=bands, resolution=resolution, bbox=box if crop else None, chunks=chunks,
-                preset=preset, allowed_schemes=allowed_schemes,
+                preset=preset, allowed_schemes=allowed_schemes, remote=remote,
             )  # fmt: skip
             run_one(cube, path)
             outputs.append(_output(item, path, status="done", fractions=mask_fractions(path)))

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 from s2mask.bands import BANDS, canonical_band
 from s2mask.errors import EmptySearchError, InvalidParameterError, ProductFormatError, StacError
+from s2mask.io._remote import RemoteReads, public_url, reader_driver
 from s2mask.params import BBox, DateRange, parse_bbox, parse_date_range
 
 if TYPE_CHECKING:
@@ -399,6 +400,13 @@ def sign_item(item: pystac.Item, preset: StacPreset | None) -> pystac.Item:
     return planetary_computer.sign(item)
 
 
+def _resign_url(url: str) -> str:
+    """A freshly signed Planetary Computer URL for ``url`` (whose token may have expired)."""
+    import planetary_computer
+
+    return planetary_computer.sign(public_url(url))
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -464,6 +472,7 @@ def open_stac_item(
     chunks: int = 2048,
     preset: StacPreset | None = None,
     allowed_schemes: Sequence[str] = DEFAULT_SCHEMES,
+    remote: RemoteReads | None = None,
     resampling: str = "nearest",
 ) -> xr.DataArray:
     """Load one Sentinel-2 item lazily as reflectance, the contract every s2mask reader keeps.
@@ -474,7 +483,9 @@ def open_stac_item(
     the DN is nodata.  Bands reach ``resolution`` by ``resampling`` (``nearest``, the default
     of every reader, ``bilinear`` or ``average``).
     ``bbox`` (WGS84 W,S,E,N) crops to the area; ``None`` loads the whole tile.  Nothing
-    is read until the array is computed.
+    is read until the array is computed.  Remote assets are read with the GDAL settings of
+    ``remote`` (timeouts, retries with backoff, no directory listing; defaults when
+    ``None``); the dask graph carries them to whichever thread or worker reads a block.
 
     Attributes: ``product_id`` (item id), ``level``, ``processing_baseline``, ``source``
     (self href or id), ``datetime`` (ISO), ``collection``, ``cloud_cover``.
@@ -483,6 +494,8 @@ def open_stac_item(
         ProductFormatError: a band's asset, the CRS or the radiometry cannot be found.
         StacError: an asset href uses a scheme outside ``allowed_schemes``.
         InvalidParameterError: bad ``bbox``, ``resolution`` or ``chunks``.
+        RemoteReadError: (on compute) an asset keeps failing to read; the message names its URL
+            and HTTP status.
     """
     import odc.stac
     import rioxarray  # noqa: F401 - registers .rio
@@ -512,13 +525,14 @@ def open_stac_item(
         geobox = _whole_tile_geobox(item, info, resolution)
         grid = {"geobox": geobox} if geobox is not None else grid
 
-    # lazy load, one time step
+    # lazy load, one time step; the driver carries the remote-read settings into the graph
     ds = odc.stac.load(
         [item],
         bands=keys,
         chunks={"x": int(chunks), "y": int(chunks)},
         resampling=_check_resampling(resampling),
         fail_on_error=True,
+        driver=reader_driver(remote, resign=_resign_url if preset is not None and preset.sign else None),
         **grid,
     )
     ds = ds.isel(time=0, drop=True) if "time" in ds.dims else ds
