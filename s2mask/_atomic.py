@@ -245,20 +245,32 @@ def atomic_write_text(
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[^/]*)?$")
 
 
-def remove_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = 6 * 3600) -> list[Path]:
+def remove_stale_temps(
+    folder: str | os.PathLike[str],
+    *,
+    older_than_s: float = 6 * 3600,
+    targets: Iterable[str | os.PathLike[str]] | None = None,
+) -> list[Path]:
     """Remove temporary files left by killed runs in ``folder``; return what was removed.
 
-    Only names s2mask creates (``.<name>.<8 hex>.tmp<suffix>`` and driver side files
-    starting with them) that were last modified more than ``older_than_s`` seconds ago
-    are touched, so a run writing into the same folder right now is not disturbed.
+    Only names s2mask creates (``.<name>.<8 hex>.tmp<suffix>``, the temporaries of those,
+    and driver side files starting with them) that were last modified more than
+    ``older_than_s`` seconds ago are touched, so a run writing into the same folder right
+    now is not disturbed.  ``targets`` limits it to the temporaries of these outputs
+    (a run replacing its own outputs removes theirs whatever their age).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     limit = time.time() - older_than_s
+    prefixes = (
+        None if targets is None else tuple(f"{dots}{Path(t).name}." for t in targets for dots in (".", ".."))
+    )
     removed = []
     for p in folder.iterdir():
         if not (_TEMP_NAME.match(p.name) and p.is_file()):
+            continue
+        if prefixes is not None and not p.name.startswith(prefixes):
             continue
         try:
             if p.stat().st_mtime < limit:

@@ -21,6 +21,8 @@ from s2mask import __version__
 from s2mask.errors import S2MaskError
 
 DEBUG = {"on": False}
+SIGTERM_EXIT = 143
+"""Exit code after SIGTERM (128 + 15, as shells report it)."""
 
 
 class LazyGroup(click.Group):
@@ -393,8 +395,15 @@ def main() -> None:
     os.environ.setdefault("GDAL_CACHEMAX", "128")
     # inputs without georeferencing get a clear S2MaskError; rasterio's own warning would only add noise
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
+    from s2mask._atomic import sigterm_as_exit
+
     try:
-        cli.main(standalone_mode=False)
+        with sigterm_as_exit(SIGTERM_EXIT):  # kill / batch schedulers: unwind so temporary files are removed
+            cli.main(standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code == SIGTERM_EXIT:
+            click.echo("Terminated; no partial output was left.", err=True)
+        raise
     except click.exceptions.Abort:  # click turns Ctrl-C (KeyboardInterrupt) into Abort
         click.echo("Interrupted; no partial output was left.", err=True)
         sys.exit(130)

@@ -192,7 +192,7 @@ def mask_cube(
         OutputExistsError, OutputError: an output exists (without ``overwrite``) or cannot be written.
         NoValidDataError: every pixel of the cube is nodata (nothing is written).
     """
-    from s2mask._atomic import _fsync_dir, remove_temps, temp_path_for
+    from s2mask._atomic import _fsync_dir, remove_stale_temps, remove_temps, temp_path_for
     from s2mask.engine import predict
     from s2mask.io.cog import probabilities_to_uint8, write_cogs
     from s2mask.mask import NODATA, mask_write_options, to_mask
@@ -201,8 +201,8 @@ def mask_cube(
     t0 = time.perf_counter()
     paths = output_paths(out, options)
     _check_outputs(paths, options.overwrite)
-    if options.overwrite:
-        _remove_stale_temps(paths.values())
+    if options.overwrite:  # what a killed run of these outputs left behind
+        remove_stale_temps(paths["mask"].parent, older_than_s=0, targets=paths.values())
     staged = {key: temp_path_for(path) for key, path in paths.items() if key != "mask_classes"}
     staged["mask_classes"] = Path(f"{staged['mask']}.aux.xml")  # where the writer puts the mask's side file
     try:
@@ -248,17 +248,6 @@ def mask_cube(
             remove_temps(tmp)
     extras = {k: v for k, v in paths.items() if k != "mask" and v.exists()}
     return RunResult(str(source or cube.attrs.get("source", "")), paths["mask"], extras, summary)
-
-
-def _remove_stale_temps(targets: Any) -> None:
-    """Remove the hidden temporary files a killed run left beside ``targets`` (``.<name>.<random>.tmp...``)."""
-    from s2mask._atomic import TEMP_MARKER, remove_temps
-
-    for target in targets:
-        for pattern in (f".{target.name}.*", f"..{target.name}.*"):
-            for stale in target.parent.glob(pattern):
-                if TEMP_MARKER in stale.name[len(target.name) :] and stale.is_file():
-                    remove_temps(stale)
 
 
 def _name_targets(exc: S2MaskError, staged: dict[str, Path], paths: dict[str, Path]) -> S2MaskError:
@@ -427,6 +416,8 @@ def run_many(
     Raises:
         OutputError: ``out_dir`` is a file or cannot be created (before any product runs).
     """
+    from s2mask._atomic import remove_stale_temps
+
     report = BatchReport()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -439,6 +430,7 @@ def run_many(
         raise OutputError(
             f"Cannot create the output folder {out_dir} ({exc.strerror or exc}); choose another -o folder."
         ) from exc
+    remove_stale_temps(out_dir)  # temporaries of runs killed hours ago (SIGKILL cannot clean up)
     seen: dict[Path, str] = {}
     for product in products:
         out = out_dir / f"{product_stem(product)}_mask.tif"

@@ -175,3 +175,19 @@ def test_stale_temp_files_of_a_killed_run_do_not_count_as_outputs(
     assert cog_is_valid(_mask(a, out))
     assert not stale.exists(), "resume (which overwrites) removes what a killed run left behind"
     assert [f for f in files_in(out) if f.startswith(".")] == []
+
+
+def test_a_batch_removes_temporaries_of_runs_killed_hours_ago_and_no_others(
+    batch: dict, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "masks"
+    out.mkdir()
+    old = out / ".other_mask.tif.0badf00d.tmp.tif"  # another product, killed by SIGKILL long ago
+    old.write_bytes(b"II*\x00 half a GeoTIFF")
+    os.utime(old, (OLD, OLD))
+    recent = out / ".other_mask.tif.0123abcd.tmp.tif"  # maybe a run writing right now: left alone
+    recent.write_bytes(b"II*\x00 being written")
+    mine = out / "notes.txt"
+    mine.write_text("not ours")
+    assert _run(batch, out, monkeypatch, capsys).code == 0
+    assert not old.exists() and recent.exists() and mine.exists()

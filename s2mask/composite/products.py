@@ -300,11 +300,10 @@ def composite_stac(
 
 def _check_outputs(out: str | Path, options: CompositeOptions) -> None:
     """Refuse existing outputs before any work."""
-    from s2mask._atomic import check_target
+    from s2mask._atomic import check_targets
 
-    check_target(out, overwrite=options.overwrite)
-    if _wants_quicklook(options):
-        check_target(quicklook_path(out), overwrite=options.overwrite)
+    png = quicklook_path(out) if _wants_quicklook(options) else None
+    check_targets([out, png], overwrite=options.overwrite)
 
 
 def _wants_quicklook(options: CompositeOptions) -> bool:
