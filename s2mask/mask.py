@@ -21,8 +21,11 @@ from s2mask.errors import InvalidParameterError
 
 __all__ = [
     "CLASSES",
+    "CLEAR",
+    "CLOUD",
     "COLOURS",
     "NODATA",
+    "SHADOW",
     "class_counts",
     "class_fractions",
     "colormap",
@@ -33,7 +36,10 @@ __all__ = [
     "to_mask",
 ]
 
-CLASSES: Mapping[int, str] = {0: "clear", 1: "cloud", 2: "shadow"}
+CLEAR, CLOUD, SHADOW = 0, 1, 2
+"""The mask values of the three classes."""
+
+CLASSES: Mapping[int, str] = {CLEAR: "clear", CLOUD: "cloud", SHADOW: "shadow"}
 """Mask value -> class name, in the order of the models' class axis."""
 
 NODATA = 255
@@ -43,9 +49,9 @@ NODATA_NAME = "nodata"
 """The name of :data:`NODATA` in tags, category names, summaries and legends."""
 
 COLOURS: Mapping[int, tuple[int, int, int, int]] = {
-    0: (46, 139, 87, 255),  # clear: sea green
-    1: (255, 255, 255, 255),  # cloud: white
-    2: (90, 90, 90, 255),  # shadow: dark grey
+    CLEAR: (46, 139, 87, 255),  # sea green
+    CLOUD: (255, 255, 255, 255),  # white
+    SHADOW: (90, 90, 90, 255),  # dark grey
     NODATA: (0, 0, 0, 0),  # nodata: transparent
 }
 """The colour table of mask COGs (RGBA); values not listed are black."""

@@ -32,7 +32,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from s2mask._atomic import atomic_output, check_target
 from s2mask.errors import InvalidParameterError
-from s2mask.mask import CLASSES, NODATA, NODATA_NAME, class_counts, fractions_from_counts
+from s2mask.mask import (
+    CLASSES,
+    CLEAR,
+    CLOUD,
+    COLOURS,
+    NODATA,
+    NODATA_NAME,
+    SHADOW,
+    class_counts,
+    fractions_from_counts,
+)
 
 __all__ = ["OVERLAY", "OverlayStyle", "preview_rgb", "write_quicklook"]
 
@@ -53,9 +63,9 @@ class OverlayStyle:
 
 
 OVERLAY: Mapping[int, OverlayStyle] = {
-    0: OverlayStyle(CLASSES[0], (46, 139, 87), 0.0),
-    1: OverlayStyle(CLASSES[1], (255, 0, 255), 0.45),
-    2: OverlayStyle(CLASSES[2], (255, 176, 0), 0.55),
+    CLEAR: OverlayStyle(CLASSES[CLEAR], COLOURS[CLEAR][:3], 0.0),
+    CLOUD: OverlayStyle(CLASSES[CLOUD], (255, 0, 255), 0.45),
+    SHADOW: OverlayStyle(CLASSES[SHADOW], (255, 176, 0), 0.55),
     _NODATA: OverlayStyle(NODATA_NAME, (0, 0, 0), 0.8),
 }
 """Mask value -> overlay style (clear is not tinted; its swatch shows its map colour).

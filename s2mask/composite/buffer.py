@@ -15,10 +15,9 @@ import numpy as np
 import xarray as xr
 
 from s2mask.errors import InvalidParameterError
+from s2mask.mask import CLEAR, CLOUD, NODATA, SHADOW
 
 __all__ = ["CLEAR", "CLOUD", "SHADOW", "NODATA", "disk_offsets", "dilate_mask_block", "dilate_mask"]
-
-CLEAR, CLOUD, SHADOW, NODATA = 0, 1, 2, 255
 
 
 def disk_offsets(radius: int) -> list[tuple[int, int]]:
