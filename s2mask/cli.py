@@ -60,6 +60,23 @@ class ResolutionType(click.ParamType):
         return res
 
 
+class BoundsType(click.ParamType):
+    """``minx,miny,maxx,maxy`` with min < max, as a tuple of four floats."""
+
+    name = "MINX,MINY,MAXX,MAXY"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        if isinstance(value, tuple):
+            return value
+        try:
+            box = tuple(float(v) for v in str(value).split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+            self.fail(f"{value!r} is not minx,miny,maxx,maxy with min < max.", param, ctx)
+        return box
+
+
 class BandsType(click.ParamType):
     name = "BANDS"
 
@@ -303,7 +320,8 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
               help="Output bands (preset or list); must include B04,B03,B02 for the quick-look.")
 @click.option("--crs", default=None, help="Output CRS (default: the first product's), e.g. EPSG:32633.")
 @click.option("--grid-resolution", type=float, default=None, help="Output pixel size in CRS units.")
-@click.option("--grid-bbox", default=None, help="Output bounds minx,miny,maxx,maxy in the output CRS.")
+@click.option("--grid-bbox", type=BoundsType(), default=None,
+              help="Output bounds minx,miny,maxx,maxy in the output CRS.")
 @click.option("--stac-bbox", default=None, help="Instead of PRODUCTS: search STAC over W,S,E,N (degrees).")
 @click.option("--date", default=None, help="With --stac-bbox: date range, e.g. 2024-06-01/2024-08-31.")
 @click.option("--collection", default="sentinel-2-l2a", show_default=True, help="With --stac-bbox: collection.")
@@ -331,18 +349,10 @@ def composite(products, output, method, masks, buffer, target_date, out_bands, c
     if masks and len(masks) != len(products):
         raise click.BadParameter(f"{len(masks)} --mask files for {len(products)} products; give one per product.",
                                  param_hint="--mask")
-    box = None
-    if grid_bbox:
-        try:
-            box = tuple(float(v) for v in grid_bbox.split(","))
-            assert len(box) == 4 and box[0] < box[2] and box[1] < box[3]
-        except (ValueError, AssertionError):
-            raise click.BadParameter(f"{grid_bbox!r} is not minx,miny,maxx,maxy with min < max.",
-                                     param_hint="--grid-bbox") from None
     options = CompositeOptions(method=method, buffer=buffer, target_date=target_date, bands=out_bands,
                                resolution=resolution, resampling=resampling, input_bands=bands, scale=scale,
                                offset=offset, window=window, overlap=overlap, batch_size=batch_size, crs=crs,
-                               grid_resolution=grid_resolution, bbox=box, chunks=min(chunks, 1024),
+                               grid_resolution=grid_resolution, bbox=grid_bbox, chunks=min(chunks, 1024),
                                overwrite=overwrite, progress=not quiet)
     model = None if masks else _load_model(model_name, weights, device, threads)
     client = _cluster(scheduler, workers, weights or model_name, device, threads)
