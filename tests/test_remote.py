@@ -153,6 +153,21 @@ def test_an_answer_slower_than_the_timeout_fails_its_item(scenes: dict, tmp_path
     ).exists()
 
 
+@needs_rustac
+@pytest.mark.parametrize("resolution", [20, 60])
+def test_stac_resolution_sets_the_grid_over_http(scenes: dict, tmp_path: Path, resolution: int) -> None:
+    result, _ = run_over_http(
+        scenes, Faults(), tmp_path / "out", "--resolution", str(resolution), "--limit", "1"
+    )
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "out" / f"{IDS[0]}_mask.tif"
+    with rasterio.open(path) as src, rasterio.open(scenes["root"] / "from_file" / path.name) as ref:
+        mask = src.read(1)
+        assert src.res == (resolution, resolution) and src.shape == (960 // resolution, 960 // resolution)
+        assert (src.bounds.left, src.bounds.top) == (ref.bounds.left, ref.bounds.top)
+    assert len(np.unique(mask)) >= 2  # clouds found at the coarser grid too
+
+
 # ---------------------------------------------------------------- reads below the CLI
 
 
@@ -246,3 +261,40 @@ def test_gdal_options_follow_timeout_and_retries() -> None:
 def test_signed_urls_lose_their_token_in_messages() -> None:
     url = "https://x.blob.core.windows.net/c/B02.tif?st=2024&sig=SECRET"
     assert public_url(url) == "https://x.blob.core.windows.net/c/B02.tif"
+
+
+def test_a_403_re_signs_the_url_and_a_404_fails_at_once() -> None:
+    from rasterio.errors import RasterioIOError
+
+    from s2mask.io._remote import _read_with_retries
+
+    seen: list[str] = []
+
+    def read(uri: str) -> str:
+        seen.append(uri)
+        if "sig=old" in uri:
+            raise RasterioIOError("HTTP response code: 403")
+        return "pixels"
+
+    reads = RemoteReads(retries=2, backoff=0.0)
+    resign = lambda url: public_url(url) + "?sig=new"  # noqa: E731
+    assert (
+        _read_with_retries(read, "https://x.blob.core.windows.net/c/B02.tif?sig=old", reads, resign)
+        == "pixels"
+    )
+    assert seen == [
+        "https://x.blob.core.windows.net/c/B02.tif?sig=old",
+        "https://x.blob.core.windows.net/c/B02.tif?sig=new",
+    ]
+
+    seen.clear()
+
+    def missing(uri: str) -> str:
+        seen.append(uri)
+        raise RasterioIOError("HTTP response code: 404")
+
+    with pytest.raises(
+        RemoteReadError, match=r"Reading https://h/B02\.tif failed with HTTP 404 after 1 attempt"
+    ):
+        _read_with_retries(missing, "https://h/B02.tif?token=SECRET", reads, None)
+    assert len(seen) == 1  # a permanent answer is not retried
