@@ -15,6 +15,11 @@ Every file s2mask writes (COGs, quick-looks, JSON summaries) goes through
 
 Operating-system failures while writing (disk full, permission denied, ...) become
 :class:`~s2mask.errors.OutputError`; other exceptions propagate unchanged.
+
+Output folders follow one rule: writers (:func:`check_target`, hence ``write_cog``,
+``write_summary``...) refuse a missing folder, and the orchestrators that produce a product's
+outputs (``run_product``, ``run_many``, ``run_stac``, ``composite_products``, ``composite_stac``,
+hence every command) create it first with :func:`ensure_folder`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "check_target",
     "check_targets",
     "describe_os_error",
+    "ensure_folder",
     "remove_stale_temps",
     "remove_temps",
     "sigterm_as_exit",
@@ -96,6 +102,32 @@ def check_target(target: str | os.PathLike[str], *, overwrite: bool = False) -> 
             "Fix its permissions (chmod u+w) or choose another output folder."
         )
     return target
+
+
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create the output folder ``folder`` (and its parents) if missing; return it, absolute.
+
+    Raises:
+        OutputError: ``folder`` is a file, cannot be created, or is not writable.
+    """
+    folder = Path(folder).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"Output folder {folder} is a file; expected a folder. Choose another -o path inside a folder."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create the output folder {folder} ({exc.strerror or exc}); expected a folder s2mask can "
+            "create. Choose another -o path or create the folder first."
+        ) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"Output folder {folder} is not writable by this user; expected write permission. "
+            "Choose another -o path or fix its permissions (chmod u+w)."
+        )
+    return folder
 
 
 def check_targets(targets: Iterable[str | os.PathLike[str] | None], *, overwrite: bool = False) -> list[Path]:

@@ -7,7 +7,6 @@ summarise.  Every stage lives in its own module; this one only wires them.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +90,8 @@ def output_paths(out: str | Path, options: RunOptions) -> dict[str, Path]:
 
 def _check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
     """Refuse before any work: existing outputs (unless overwrite), a folder we cannot write."""
+    from s2mask._atomic import ensure_folder
+
     for p in paths.values():
         if p.suffix.lower() not in {".tif", ".tiff", ".json", ".png", ".xml"}:
             raise OutputError(
@@ -104,21 +105,7 @@ def _check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
                 f"Output {p} already exists; s2mask does not replace files unless asked. "
                 "Pass --overwrite to replace it, or --resume to skip products whose mask is valid."
             )
-    parent = paths["mask"].parent
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(f"Output folder {parent} is a file; give an output path inside a folder.")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot create the output folder {parent} ({exc.strerror or exc}); expected a folder s2mask can "
-            "create. Choose another -o path or create the folder first."
-        ) from exc
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"Output folder {parent} is not writable by this user; expected write permission. "
-            "Choose another -o path or fix its permissions (chmod u+w)."
-        )
+    ensure_folder(paths["mask"].parent)
 
 
 def check_run(product: str | Path, out: str | Path, options: RunOptions = RunOptions()) -> None:
@@ -416,20 +403,10 @@ def run_many(
     Raises:
         OutputError: ``out_dir`` is a file or cannot be created (before any product runs).
     """
-    from s2mask._atomic import remove_stale_temps
+    from s2mask._atomic import ensure_folder, remove_stale_temps
 
     report = BatchReport()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(
-            f"The output folder {out_dir} is a file; several products need a folder. Give -o FOLDER."
-        )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot create the output folder {out_dir} ({exc.strerror or exc}); choose another -o folder."
-        ) from exc
+    out_dir = ensure_folder(out_dir)
     remove_stale_temps(out_dir)  # temporaries of runs killed hours ago (SIGKILL cannot clean up)
     seen: dict[Path, str] = {}
     for product in products:

@@ -229,16 +229,9 @@ def _safe_fractions(path: Path) -> dict[str, float | None]:
 
 def _prepare_out_dir(out_dir: Path, paths: Sequence[Path], *, overwrite: bool, resume: bool) -> None:
     """Create ``out_dir``; refuse existing masks unless ``overwrite`` or ``resume``."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"The output folder {out_dir} is a file; give a folder with -o.")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"Cannot create the output folder {out_dir} ({exc}); choose another -o.") from exc
-    if not os.access(out_dir, os.W_OK):
-        raise OutputError(
-            f"The output folder {out_dir} is not writable; choose another -o or fix its permissions."
-        )
+    from s2mask._atomic import ensure_folder
+
+    ensure_folder(out_dir)
     existing = [p for p in paths if p.exists()]
     if existing and not (overwrite or resume):
         names = ", ".join(p.name for p in existing[:3]) + (" ..." if len(existing) > 3 else "")

@@ -102,3 +102,22 @@ def test_model_options_reach_the_model(tmp_path: Path, monkeypatch: pytest.Monke
     result = CliRunner().invoke(cli, [*args, "--window", "48", "--overlap", "8", "--batch-size", "3"])
     assert result.exit_code == 0, result.output
     assert [(k["window"], k["overlap"], k["batch_size"]) for k in seen] == [(48, 8, 3)] * 2
+
+
+def test_every_command_creates_a_missing_output_folder(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """One rule: run created a missing -o folder while composite refused it."""
+    from tests.reliability_helpers import make_inputs, run_main
+    from tests.test_cli_composite import _scene, _write
+
+    pairs = [_write(tmp_path, i, *_scene(v, slice(0, 10))) for i, v in enumerate((0.1, 0.2))]
+    out = tmp_path / "new" / "deeper" / "c.tif"
+    args = ["composite", *[str(p) for p, _ in pairs], "-o", str(out), "-q"]
+    for _, mask in pairs:
+        args += ["--mask", str(mask)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert out.is_file() and out.with_suffix(".png").is_file()
+
+    inputs = make_inputs(tmp_path / "inputs")
+    run_out = tmp_path / "other" / "m.tif"
+    args = ["run", inputs.geotiff, "-o", run_out, "--weights", inputs.threshold, "-q", "--no-quicklook"]
+    assert run_main(args, monkeypatch, capsys).code == 0 and run_out.is_file()

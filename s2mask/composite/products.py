@@ -300,8 +300,9 @@ def composite_stac(
 
 def _check_outputs(out: str | Path, options: CompositeOptions) -> None:
     """Refuse existing outputs before any work."""
-    from s2mask._atomic import check_targets
+    from s2mask._atomic import check_targets, ensure_folder
 
+    ensure_folder(Path(out).parent)
     png = quicklook_path(out) if _wants_quicklook(options) else None
     check_targets([out, png], overwrite=options.overwrite)
 
