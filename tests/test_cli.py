@@ -204,7 +204,9 @@ def test_batch_output_folder_that_is_a_file(inputs: Inputs, tmp_path: Path, monk
     (tmp_path / "masks").write_text("x")
     args = ["run", inputs.l2a, inputs.geotiff, "-o", tmp_path / "masks", "--weights", inputs.weights, "-q"]
     result = run_main(args, monkeypatch, capsys)
-    assert result.code == 1 and f"Output folder {tmp_path / 'masks'} is a file; expected a folder" in result.err
+    assert (
+        result.code == 1 and f"Output folder {tmp_path / 'masks'} is a file; expected a folder" in result.err
+    )
     assert (tmp_path / "masks").read_text() == "x"
 
 
