@@ -38,18 +38,33 @@ def test_both_models_ship_under_100_mb_with_complete_cards():
 
 
 @pytest.mark.parametrize("name", ["s2-9", "rgbn"])
-def test_cloud_class_agrees_with_s2cloudless_on_the_real_scene(shared_data, name):
+def test_cloud_class_agrees_with_s2cloudless_on_rows_training_never_saw(shared_data, name):
+    """Scored on the held-out rows only: rows 0-427 of this scene are training backgrounds.
+
+    On the whole scene the shipped models reach IoU 0.66 / 0.61, on the held-out rows
+    0.42 / 0.49 (what their cards record); the rows they were trained on made the old
+    whole-scene threshold of 0.5 pass.
+    """
+    from training.real_scenes import S2CLOUDLESS_HELDOUT_ROW as HELDOUT
+
     npz = np.load(need(shared_data / "s2cloudless_testscene" / "input_arrays.npz"))
     img = np.moveaxis(npz["s2_im"][0], -1, 0)  # (13, 856, 512) L1C reflectance
-    reference = npz["cl_mask"][0].astype(bool)
+    reference = npz["cl_mask"][0].astype(bool)[HELDOUT:]
     cube = xr.DataArray(img, dims=("band", "y", "x"), coords={"band": list(BAND_NAMES)}).chunk(
         {"y": 512, "x": 512}
     )
     model = load_model(name, device="cpu")
-    mask = to_mask(predict(cube, model)).values
+    mask = to_mask(predict(cube, model)).values[HELDOUT:]
     cloud = mask == 1
     iou = (cloud & reference).sum() / (cloud | reference).sum()
-    assert iou > 0.5, f"{name}: cloud IoU with s2cloudless {iou:.3f}"
+    everything_cloud = reference.mean()  # the IoU of calling every pixel cloud
+    assert iou > everything_cloud + 0.03, (
+        f"{name}: held-out cloud IoU {iou:.3f} vs {everything_cloud:.3f} for all-cloud"
+    )
+    # the card states the held-out figure, measured by the training code; this run must reproduce it
+    assert iou == pytest.approx(
+        model.card.metrics["real_scenes"]["s2cloudless"]["cloud_iou_heldout_rows"], abs=0.005
+    )
     # shadows lie beside clouds, not scattered over the scene
     assert 0 < (mask == 2).mean() < 0.1
 
