@@ -31,14 +31,16 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 from s2mask.errors import OutputError, OutputExistsError, S2MaskError
 
 __all__ = [
     "TEMP_MARKER",
+    "OutputTransaction",
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -272,6 +274,93 @@ def atomic_write_text(
 ) -> Path:
     """Write ``text`` to ``target`` atomically; return the absolute target path."""
     return atomic_write_bytes(target, text.encode(encoding), overwrite=overwrite)
+
+
+SIDE_FILES = (".aux.xml",)
+"""Files GDAL writes beside a raster (``<raster>.aux.xml``: category names, attribute table)."""
+
+
+class OutputTransaction:
+    """The outputs of one product, staged beside their targets and published in order, or not at all.
+
+    ::
+
+        with OutputTransaction({"mask": mask_tif, "summary": json}, last="mask") as tx:
+            write_cog(mask, tx.staged["mask"])          # writers write plain (staged) paths
+            write_summary(tx.staged["summary"], ...)
+            tx.publish()                                 # summary first, the mask last
+
+    Each target gets a hidden staging path (``.<name>.<random>.tmp<suffix>``).  :meth:`publish`
+    renames every staged file that exists onto its target (``overwrite`` decides whether an
+    existing target may be replaced), a side file a writer left beside it (``.aux.xml``) just
+    before it, and the ``last`` key last: a process killed at any moment leaves the ``last``
+    output absent or complete with everything else.  Leaving the block by any exception
+    (including ``KeyboardInterrupt`` and SIGTERM's ``SystemExit``) removes every staged file;
+    an :class:`~s2mask.errors.S2MaskError` is raised again naming the targets, not the staged files.
+    """
+
+    def __init__(
+        self,
+        targets: Mapping[str, str | os.PathLike[str]],
+        *,
+        overwrite: bool = False,
+        last: str | None = None,
+    ) -> None:
+        self.targets = {key: Path(p) for key, p in targets.items()}
+        self.overwrite, self.last = overwrite, last
+        self.staged = {key: temp_path_for(p) for key, p in self.targets.items()}
+        """Where each output is written before it is published."""
+        self.published: list[Path] = []
+        """Targets published so far, in order (side files included)."""
+
+    def __enter__(self) -> OutputTransaction:
+        return self
+
+    def publish(self) -> None:
+        """Rename the staged outputs onto their targets, side files first and ``last`` last."""
+        for key in sorted(self.staged, key=lambda k: k == self.last):
+            tmp, target = self.staged[key], self.targets[key]
+            if not tmp.exists():
+                continue
+            for side in SIDE_FILES:
+                if Path(f"{tmp}{side}").exists():
+                    self._publish(Path(f"{tmp}{side}"), Path(f"{target}{side}"))
+            _fsync_file(tmp)
+            self._publish(tmp, target)
+        for folder in {t.parent for t in self.published}:
+            _fsync_dir(folder)
+
+    def _publish(self, tmp: Path, target: Path) -> None:
+        try:
+            _publish(tmp, target, overwrite=self.overwrite)
+        except S2MaskError:
+            raise
+        except OSError as exc:
+            raise OutputError(describe_os_error(exc, target)) from exc
+        self.published.append(target)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for tmp in self.staged.values():
+            remove_temps(tmp)
+        if isinstance(exc, S2MaskError):
+            named = self._name_targets(exc)
+            if named is not exc:
+                raise named from exc
+
+    def _name_targets(self, exc: S2MaskError) -> S2MaskError:
+        """The same error, naming the output the user asked for rather than its staged file."""
+        message = str(exc)
+        for key, tmp in self.staged.items():
+            for form in (str(tmp.absolute()), str(tmp)):
+                message = message.replace(form, str(self.targets[key]))
+        if message == str(exc):
+            return exc
+        try:
+            return type(exc)(message)
+        except TypeError:  # pragma: no cover - a subclass with another signature
+            return exc
 
 
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[^/]*)?$")

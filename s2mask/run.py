@@ -179,7 +179,7 @@ def mask_cube(
         OutputExistsError, OutputError: an output exists (without ``overwrite``) or cannot be written.
         NoValidDataError: every pixel of the cube is nodata (nothing is written).
     """
-    from s2mask._atomic import _fsync_dir, remove_stale_temps, remove_temps, temp_path_for
+    from s2mask._atomic import OutputTransaction, remove_stale_temps
     from s2mask.engine import predict
     from s2mask.io.cog import probabilities_to_uint8, write_cogs
     from s2mask.mask import NODATA, mask_write_options, to_mask
@@ -190,9 +190,11 @@ def mask_cube(
     _check_outputs(paths, options.overwrite)
     if options.overwrite:  # what a killed run of these outputs left behind
         remove_stale_temps(paths["mask"].parent, older_than_s=0, targets=paths.values())
-    staged = {key: temp_path_for(path) for key, path in paths.items() if key != "mask_classes"}
-    staged["mask_classes"] = Path(f"{staged['mask']}.aux.xml")  # where the writer puts the mask's side file
-    try:
+    # the mask's .aux.xml (class names) is the writer's side file of the mask: published with it
+    outputs = OutputTransaction({k: p for k, p in paths.items() if k != "mask_classes"},
+                                overwrite=options.overwrite, last="mask")
+    with outputs:
+        staged = outputs.staged
         # predict and write the mask to its temporary file
         with _window_bar(cube, model, options, paths["mask"].name) as bar:
             probs = predict(cube, model, window=options.window, overlap=options.overlap, chunks=options.chunks,
@@ -223,43 +225,9 @@ def mask_cube(
             )
             write_summary(staged["summary"], summary)
 
-        # publish: everything else first, the mask (what --resume checks) last
-        for key in sorted(staged, key=lambda k: k == "mask"):
-            if staged[key].exists():
-                _publish_one(staged[key], paths[key], overwrite=options.overwrite)
-        _fsync_dir(paths["mask"].parent)
-    except S2MaskError as exc:
-        raise _name_targets(exc, staged, paths) from exc
-    finally:
-        for tmp in staged.values():
-            remove_temps(tmp)
+        outputs.publish()  # everything else first, the mask (what --resume checks) last
     extras = {k: v for k, v in paths.items() if k != "mask" and v.exists()}
     return RunResult(str(source or cube.attrs.get("source", "")), paths["mask"], extras, summary)
-
-
-def _name_targets(exc: S2MaskError, staged: dict[str, Path], paths: dict[str, Path]) -> S2MaskError:
-    """The same error, naming the output the user asked for rather than its hidden temporary file."""
-    message = str(exc)
-    for key, tmp in staged.items():
-        for form in (str(tmp.absolute()), str(tmp)):
-            message = message.replace(form, str(paths[key]))
-    if message == str(exc):
-        return exc
-    try:
-        return type(exc)(message)
-    except TypeError:  # pragma: no cover - a subclass with another signature
-        return exc
-
-
-def _publish_one(tmp: Path, target: Path, *, overwrite: bool) -> None:
-    from s2mask._atomic import _publish, describe_os_error
-
-    try:
-        _publish(tmp, target, overwrite=overwrite)
-    except S2MaskError:
-        raise
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, target)) from exc
 
 
 def _require_valid_pixels(summary: dict[str, Any], source: str, target: Path) -> None:

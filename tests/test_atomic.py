@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,43 @@ def test_sigterm_unwinds_and_cleans_up(tmp_path):
     assert info.value.code == 143
     assert _listing(tmp_path) == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_output_transaction_publishes_side_files_and_last_in_order(tmp_path):
+    from s2mask._atomic import OutputTransaction
+
+    targets = {"mask": tmp_path / "m.tif", "summary": tmp_path / "m.json", "png": tmp_path / "m.png"}
+    with OutputTransaction(targets, last="mask") as tx:
+        tx.staged["mask"].write_bytes(b"mask")
+        Path(f"{tx.staged['mask']}.aux.xml").write_text("<PAMDataset/>")
+        tx.staged["summary"].write_text("{}")  # no quick-look: nothing staged, nothing published
+        assert all(p.parent == tmp_path and p.name.startswith(".") for p in tx.staged.values())
+        tx.publish()
+    assert [p.name for p in tx.published] == ["m.json", "m.tif.aux.xml", "m.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.tif", "m.tif.aux.xml"]
+
+
+def test_output_transaction_failure_leaves_nothing_and_names_the_target(tmp_path):
+    from s2mask._atomic import OutputTransaction
+
+    old = tmp_path / "m.json"
+    old.write_text("older")
+    transaction = OutputTransaction({"mask": tmp_path / "m.tif", "summary": old}, last="mask")
+    with pytest.raises(OutputError, match=r"^Writing .*/m\.tif failed") as err, transaction as tx:
+        tx.staged["summary"].write_text("{}")
+        Path(f"{tx.staged['mask']}.aux.xml").write_text("side file of an unfinished mask")
+        raise OutputError(f"Writing {tx.staged['mask']} failed: disk full")
+    assert ".tmp" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"] and old.read_text() == "older"
+
+
+def test_output_transaction_refuses_a_target_that_appeared_and_keeps_it(tmp_path):
+    from s2mask._atomic import OutputTransaction
+
+    transaction = OutputTransaction({"mask": tmp_path / "m.tif"}, last="mask")
+    with pytest.raises(OutputExistsError, match="appeared while s2mask was writing"), transaction as tx:
+        tx.staged["mask"].write_bytes(b"new")
+        (tmp_path / "m.tif").write_bytes(b"someone else's")
+        tx.publish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif"]
+    assert (tmp_path / "m.tif").read_bytes() == b"someone else's"

@@ -58,17 +58,17 @@ def test_a_run_writes_a_valid_cog_summary_and_quicklook_and_nothing_else(
 
 
 def test_the_mask_is_published_last(inputs: Inputs, tmp_path: Path, monkeypatch, capsys) -> None:
-    import s2mask.run
+    from s2mask._atomic import OutputTransaction
 
     order: list[str] = []
-    real = s2mask.run._publish_one
+    real = OutputTransaction._publish
 
-    def spy(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    def spy(self: OutputTransaction, tmp: Path, target: Path) -> None:
         assert tmp.parent == target.parent and tmp.name.startswith(".") and ".tmp" in tmp.name
         order.append(target.name)
-        real(tmp, target, overwrite=overwrite)
+        real(self, tmp, target)
 
-    monkeypatch.setattr(s2mask.run, "_publish_one", spy)
+    monkeypatch.setattr(OutputTransaction, "_publish", spy)
     assert _run(inputs, tmp_path / "m.tif", monkeypatch, capsys, "--probabilities").code == 0
     assert sorted(order[:-1]) == ["m.json", "m.png", "m.tif.aux.xml", "m_proba.tif"] and order[-1] == "m.tif"
 
