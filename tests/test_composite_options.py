@@ -121,3 +121,25 @@ def test_every_command_creates_a_missing_output_folder(tmp_path: Path, monkeypat
     run_out = tmp_path / "other" / "m.tif"
     args = ["run", inputs.geotiff, "-o", run_out, "--weights", inputs.threshold, "-q", "--no-quicklook"]
     assert run_main(args, monkeypatch, capsys).code == 0 and run_out.is_file()
+
+
+def test_a_composite_whose_quicklook_fails_leaves_no_composite(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """One transaction: the COG was published before the quick-look was even tried."""
+    import s2mask.quicklook
+    from s2mask.errors import OutputError
+    from tests.test_cli_composite import _scene, _write
+
+    pairs = [_write(tmp_path, i, *_scene(v, slice(0, 10))) for i, v in enumerate((0.1, 0.2))]
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def full_disk(rgb, mask, path, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        raise OutputError(f"Writing {path} failed: the disk is full.")
+
+    monkeypatch.setattr(s2mask.quicklook, "write_quicklook", full_disk)
+    args = ["composite", *[str(p) for p, _ in pairs], "-o", str(tmp_path / "c.tif"), "-q"]
+    for _, mask in pairs:
+        args += ["--mask", str(mask)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and isinstance(result.exception, OutputError)
+    assert str(result.exception) == f"Writing {tmp_path / 'c.png'} failed: the disk is full."
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -335,6 +335,8 @@ def _composite_cubes(
     started: float,
 ) -> CompositeRun:
     """Predict masks if needed, composite on the target grid, write the COG and the quick-look."""
+    from s2mask._atomic import OutputTransaction
+
     bands = resolve_bands(options.bands)
     probs = None
     if masks is None:
@@ -358,13 +360,20 @@ def _composite_cubes(
         grid=grid, chunks=options.chunks,
     )  # fmt: skip
     sources = tuple(str(c.attrs.get("product_id", i)) for i, c in enumerate(cubes))
-    cog = write_composite(
-        result, out, bands=bands, sources=sources, overwrite=options.overwrite, progress=options.progress
-    )
-    png = None
+    targets = {"composite": Path(out).expanduser().absolute()}
     if _wants_quicklook(options):
-        from s2mask.quicklook import write_quicklook
+        targets["quicklook"] = quicklook_path(targets["composite"])
+    # one transaction: the quick-look, then the composite, or neither
+    with OutputTransaction(targets, overwrite=options.overwrite, last="composite") as outputs:
+        write_composite(
+            result, outputs.staged["composite"], bands=bands, sources=sources, progress=options.progress
+        )
+        if "quicklook" in targets:
+            from s2mask.quicklook import write_quicklook
 
-        rgb, nodata = _read_quicklook_source(cog)
-        png = Path(write_quicklook(rgb, nodata, quicklook_path(out), overwrite=options.overwrite))
-    return CompositeRun(cog, png, sources, round(time.perf_counter() - started, 3))
+            rgb, nodata = _read_quicklook_source(outputs.staged["composite"])
+            write_quicklook(rgb, nodata, outputs.staged["quicklook"])
+        outputs.publish()
+    return CompositeRun(
+        targets["composite"], targets.get("quicklook"), sources, round(time.perf_counter() - started, 3)
+    )
