@@ -240,6 +240,8 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: one <item id>_mask.tif (+ .json, .png) per item and index.geojson.")
 @click.option("--whole-tile", is_flag=True, help="Mask whole tiles instead of cropping to the bbox.")
+@click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
+              help="How 20/60 m bands reach the grid (as in run and composite).")
 @click.option("--dry-run", is_flag=True, help="Search and list what would be processed; write nothing.")
 @click.option("--resume", is_flag=True, help="Skip items whose mask already exists and validates.")
 @click.option("--allow-scheme", "schemes", multiple=True, default=("http", "https", "s3", "file"), show_default=True,
@@ -249,9 +251,9 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
 @click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
               help="Retries on timeouts, dropped connections and 429/5xx answers, with backoff (search and reads).")
 @model_options
-def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_run, resume, schemes, timeout, retries,
-         model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution, scheduler, workers,
-         quiet, overwrite) -> None:  # noqa: ANN001
+def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resampling, dry_run, resume, schemes,
+         timeout, retries, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
+         scheduler, workers, quiet, overwrite) -> None:  # noqa: ANN001
     """Search a STAC API by place and date and write one mask COG per scene.
 
     \b
@@ -284,7 +286,8 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, dry_
     try:
         result = run_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=box, date=dates, out_dir=output,
                           run_one=run_one, model=model, max_cloud=max_cloud, limit=limit, dry_run=dry_run,
-                          crop=not whole_tile, resolution=resolution, chunks=chunks, overwrite=overwrite,
+                          crop=not whole_tile, resolution=resolution, resampling=resampling, chunks=chunks,
+                          overwrite=overwrite,
                           resume=resume, allowed_schemes=schemes, timeout=timeout, retries=retries,
                           on_item=None if quiet else lambda n, total, i: click.echo(f"[{n}/{total}] {i}", err=True))
     finally:

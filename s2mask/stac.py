@@ -124,6 +124,7 @@ def run_stac(
     dry_run: bool = False,
     crop: bool = True,
     resolution: float = 10,
+    resampling: str = "nearest",
     chunks: int = 2048,
     overwrite: bool = False,
     resume: bool = False,
@@ -182,7 +183,7 @@ def run_stac(
         try:
             cube = open_stac_item(
                 item, bands=bands, resolution=resolution, bbox=box if crop else None, chunks=chunks,
-                preset=preset, allowed_schemes=allowed_schemes, remote=remote,
+                preset=preset, allowed_schemes=allowed_schemes, remote=remote, resampling=resampling,
             )  # fmt: skip
             run_one(cube, path)
             outputs.append(_output(item, path, status="done", fractions=mask_fractions(path)))

@@ -20,6 +20,8 @@ from s2mask.io.cog import write_mask
 from s2mask.mask import CLASSES, COLOURS, NODATA, class_counts, fractions_from_counts, mask_write_options
 from tests.gdal_categories import band_classes
 from tests.reliability_helpers import Inputs, make_inputs, run_main
+from tests.stac_server import rustac_command
+from tests.test_cli_stac import _args, server  # noqa: F401 - the STAC API fixture of the stac command tests
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 
@@ -109,3 +111,14 @@ def test_mask_write_options_keep_caller_tags() -> None:
     options = mask_write_options(tags={"MODEL": "s2-9"})
     assert options["tags"]["MODEL"] == "s2-9" and options["tags"]["CLASS_0"] == "clear"
     assert options["categories"] == NAMES and options["nodata"] == NODATA
+
+
+@pytest.mark.skipif(rustac_command() is None, reason="rustac is not installed")
+def test_s2mask_stac_writes_class_names_gdal_reads(server: dict, tmp_path: Path) -> None:  # noqa: F811
+    from click.testing import CliRunner
+
+    from s2mask.cli import cli
+
+    result = CliRunner().invoke(cli, _args(server, tmp_path / "out", "--resampling", "bilinear"))
+    assert result.exit_code == 0, result.output
+    _assert_gdal_names_the_classes(tmp_path / "out" / f"{server['id']}_mask.tif")
