@@ -82,8 +82,14 @@ def test_ship_model_writes_card_with_measured_metrics(shared_data, tmp_path):
     path, metrics = ship_model(ckpt, tmp_path / "rgbn.safetensors", shared_data=shared_data, command="cmd x")
     m = load_model(path, device="cpu")
     assert m.card.command == "cmd x" and m.card.training_data == "unit test"
-    assert set(m.card.metrics["real_scenes"]) == {"ukis", "s2cloudless"}
+    real = m.card.metrics["real_scenes"]
+    assert {"ukis", "s2cloudless", "accra_scl", "nodata_edges"} <= set(real)
     assert m.card.metrics == json.loads(json.dumps(metrics))
+    # the card's figures are what an independent evaluation of the written weights measures
+    from training.real_scenes import evaluate_accra, evaluate_ukis
+
+    assert real["ukis"]["macro_iou"] == evaluate_ukis(m, shared_data)["macro_iou"]
+    assert real["accra_scl"]["confusion"] == evaluate_accra(m, shared_data)["confusion"]
 
 
 def test_cli_make_synthetic_export_and_evaluate_scenes(shared_data, tmp_path):
@@ -150,4 +156,9 @@ def test_cli_make_synthetic_export_and_evaluate_scenes(shared_data, tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
-    assert set(json.loads((tmp_path / "scenes.json").read_text())) == {"ukis", "s2cloudless"}
+    res = json.loads((tmp_path / "scenes.json").read_text())
+    assert {"ukis", "s2cloudless", "accra_scl", "nodata_edges", "peer"} <= set(res)
+    assert res["accra_scl"]["level"] == "L2A" and res["s2cloudless"]["level"] == "L1C"
+    # the peer ran on the same arrays (ukis-csmask is part of the teacher extra the tests install)
+    assert res["peer"]["accra_scl"]["peer"] == "ukis-csmask 4b-L2A"
+    assert res["peer"]["accra_scl"]["pixels"] == res["accra_scl"]["pixels"]

@@ -30,8 +30,13 @@ def test_backgrounds_are_real_13_band_reflectance(backgrounds):
     assert {b.name.split("[")[0] for b in backgrounds} >= {"eolearn_slovenia", "s2cloudless_testscene"}
     for b in backgrounds:
         assert b.image.shape[0] == 13 and b.image.dtype == np.float32
-        assert 0.0 < float(np.median(b.image[B["B04"]])) < 0.3
+        assert 0.0 < float(np.median(b.image[B["B04"]])) < 0.95  # snow and salt are bright
         assert b.ignore.shape == b.image.shape[1:]
+    assert np.median([np.median(b.image[B["B04"]]) for b in backgrounds]) < 0.2
+    # bright ground that is not cloud is there, as clear: the salt lake and snow patches
+    salt = next(b for b in backgrounds if "T49JGM" in b.name)
+    assert not salt.ignore.any() and np.percentile(salt.image[B["B02"]], 90) > 0.2
+    assert any(np.median(b.image[B["B02"]]) > 0.3 for b in backgrounds if b.name.startswith("bigearthnet"))
     s2c = next(b for b in backgrounds if b.name == "s2cloudless_testscene")
     assert s2c.image.shape[1] == 428  # the held-out rows are never used as background
     assert 0.2 < s2c.ignore.mean() < 0.9  # real clouds are not trusted as clear

@@ -78,7 +78,11 @@ def train_cli() -> None:
 
 @train_cli.command()
 @click.option(
-    "--data", "data", required=True, help="CloudSEN12 .tacozip/.tacocat/.taco, GeoTIFF pairs or shards."
+    "--data",
+    "data",
+    required=True,
+    help="CloudSEN12 .tacozip/.tacocat/.taco, GeoTIFF pairs, shards or a teacher dataset; "
+    "mix several with commas, repeat one with *N (runs/syn,runs/teacher*3).",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--bands", type=_BandsType(), default="s2-9", show_default=True, help="Preset or list.")
@@ -90,6 +94,13 @@ def train_cli() -> None:
 @click.option("--window-size", type=click.IntRange(16), default=None, help="Card window size (default crop).")
 @click.option("--flips/--no-flips", default=True, show_default=True)
 @click.option("--rotations/--no-rotations", default=True, show_default=True)
+@click.option(
+    "--nodata-edges",
+    type=click.FloatRange(0, 1),
+    default=0.15,
+    show_default=True,
+    help="Share of training samples given a nodata corner or swath edge.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--class-weights", default=None, help="Comma list, one per class (e.g. 1,1,2).")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps per epoch cap.")
@@ -123,6 +134,7 @@ def train(
     window_size,
     flips,
     rotations,
+    nodata_edges,
     seed,
     class_weights,
     max_steps,
@@ -155,7 +167,7 @@ def train(
         width=width,
         crop=crop,
         window_size=window_size,
-        aug=Augment(flips=flips, rotations=rotations),
+        aug=Augment(flips=flips, rotations=rotations, nodata=nodata_edges),
         seed=seed,
         class_weights=_floats(class_weights),
         max_steps=max_steps,
@@ -196,7 +208,13 @@ def train(
 @click.option("--test", "n_test", type=click.IntRange(0), default=200, show_default=True)
 @click.option("--size", type=click.IntRange(32), default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def make_synthetic(shared_data, out_dir, n_train, n_val, n_test, size, seed) -> None:
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Teacher dataset (make-teacher) whose real clouds are pasted onto the backgrounds.",
+)
+def make_synthetic(shared_data, out_dir, n_train, n_val, n_test, size, seed, teacher) -> None:
     """Write a synthetic cloud/shadow dataset over real clear backgrounds (npz shards)."""
     from training.synthetic import SyntheticConfig, write_synthetic_dataset
 
@@ -204,8 +222,32 @@ def make_synthetic(shared_data, out_dir, n_train, n_val, n_test, size, seed) -> 
     _run(
         lambda: click.echo(
             write_synthetic_dataset(
-                out_dir, shared_data, counts=counts, seed=seed, cfg=SyntheticConfig(size=size), progress=True
+                out_dir,
+                shared_data,
+                counts=counts,
+                seed=seed,
+                cfg=SyntheticConfig(size=size),
+                progress=True,
+                teacher=teacher,
             )
+        )
+    )
+
+
+@train_cli.command("make-teacher")
+@click.option("--shared-data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--tta", type=click.IntRange(1, 8), default=8, show_default=True, help="Flips/rotations averaged."
+)
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="onnxruntime threads.")
+def make_teacher(shared_data, out_dir, tta, threads) -> None:
+    """Label the real scenes of SHARED_DATA with ukis-csmask (needs the `teacher` extra)."""
+    from training.teacher import build_teacher_dataset
+
+    _run(
+        lambda: click.echo(
+            build_teacher_dataset(shared_data, out_dir, tta=tta, threads=threads, progress=True)
         )
     )
 

@@ -29,7 +29,7 @@ from training.labels import IGNORE
 from training.metrics import Metrics, confusion_matrix, metrics_from_confusion
 from training.samples import plot_curve, save_samples
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_net"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_net", "SoftCrossEntropy", "hard_labels"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,34 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
+class SoftCrossEntropy(torch.nn.Module):
+    """Cross-entropy against hard labels (``(N, H, W)``, 255 ignored) or soft ones (``(N, K, H, W)``).
+
+    Soft targets are class probabilities (a teacher's), all zero where ignored; for
+    one-hot targets the loss equals ``CrossEntropyLoss(weight, ignore_index=255)``:
+    the per-pixel weight is ``sum_k t_k w_k`` and the mean is taken over those weights.
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.weight = weight
+        self.hard = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.ndim == logits.ndim - 1:
+            return self.hard(logits, target)
+        logp = torch.log_softmax(logits, dim=1)
+        t = target if self.weight is None else target * self.weight.view(1, -1, 1, 1)
+        return -(t * logp).sum() / t.sum().clamp_min(1e-6)
+
+
+def hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """Hard ``(N, H, W)`` labels of soft or hard targets (argmax; 255 where a soft target is all zero)."""
+    if y.ndim == 3:
+        return y
+    return torch.where(y.sum(1) > 0, y.argmax(1), torch.full_like(y[:, 0], IGNORE, dtype=torch.long))
+
+
 def evaluate_net(
     net: torch.nn.Module, loader, num_classes: int, device: torch.device, loss_fn=None
 ) -> tuple[np.ndarray, float]:
@@ -143,10 +171,10 @@ def evaluate_net(
         for x, y in loader:
             x, y = normalize(x.to(device)), y.to(device)
             logits = net(x)
-            if loss_fn is not None and (y != IGNORE).any():
+            if loss_fn is not None and (hard_labels(y) != IGNORE).any():
                 total += float(loss_fn(logits, y)) * len(x)
                 n += len(x)
-            cm += confusion_matrix(y.cpu().numpy(), logits.argmax(1).cpu().numpy(), num_classes)
+            cm += confusion_matrix(hard_labels(y).cpu().numpy(), logits.argmax(1).cpu().numpy(), num_classes)
     return cm, (total / n if n else float("nan"))
 
 
@@ -231,7 +259,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     if weight is not None and len(weight) != k:
         raise InvalidParameterError(f"{len(weight)} class weights given for {k} classes; give one per class.")
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
+    loss_fn = SoftCrossEntropy(weight)
     history: list[dict] = []
     best_iou, start = -1.0, 1
     if ckpt is not None:
@@ -346,7 +374,7 @@ def _write_samples(net, source, cfg: TrainConfig, device, out: Path) -> None:
         for i in idx:
             x, y = ds[int(i)]
             p = net(normalize(x[None].to(device))).argmax(1)[0].cpu().numpy().astype(np.uint8)
-            images.append(x.numpy()), labels.append(y.numpy()), preds.append(p)
+            images.append(x.numpy()), labels.append(hard_labels(y[None])[0].numpy()), preds.append(p)
     save_samples(out, images, labels, preds, cfg.bands)
 
 

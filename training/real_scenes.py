@@ -29,6 +29,10 @@ __all__ = [
     "evaluate_ukis",
     "evaluate_s2cloudless",
     "evaluate_real_scenes",
+    "evaluate_accra",
+    "evaluate_peer",
+    "evaluate_nodata_edges",
+    "nodata_edge_shares",
     "UKIS_TO_PROJECT",
     "S2CLOUDLESS_HELDOUT_ROW",
 ]
@@ -126,6 +130,7 @@ def evaluate_ukis(model, shared_data: str | Path) -> dict:
     return {
         **m.to_dict(),
         "approximated_bands": approx,
+        **_recall_and_area(ref, pred),
         **_shadow_placement(pred, _water(have["B03"], have["B08"])),
     }
 
@@ -142,9 +147,7 @@ def evaluate_s2cloudless(model, shared_data: str | Path) -> dict:
     pred = predict_array(model, x)
     cloud = pred == 1
 
-    def iou(a, b):
-        return round(float((a & b).sum() / max(1, (a | b).sum())), 4)
-
+    iou = _iou
     r = S2CLOUDLESS_HELDOUT_ROW
     return {
         "cloud_iou": iou(cloud, ref),
@@ -156,9 +159,168 @@ def evaluate_s2cloudless(model, shared_data: str | Path) -> dict:
     }
 
 
-def evaluate_real_scenes(model, shared_data: str | Path) -> dict:
-    """Both evaluations, keyed ``ukis`` and ``s2cloudless``."""
-    return {
-        "ukis": evaluate_ukis(model, shared_data),
-        "s2cloudless": evaluate_s2cloudless(model, shared_data),
+SCL_TO_PROJECT = {3: 2, 4: 0, 5: 0, 6: 0, 8: 1, 9: 1, 10: 1, 11: 0}
+"""Sen2Cor scene classes -> project classes: shadow; vegetation, bare, water, snow clear;
+cloud medium/high probability and thin cirrus cloud.  No data, defective, dark area and
+unclassified pixels are ignored."""
+ACCRA_BANDS = ("B02", "B03", "B04", "B06", "B08", "B11")
+
+
+def accra_scene(shared_data: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The Accra L2A chip as ``{band: reflectance}`` and its Sen2Cor SCL in project classes."""
+    import json
+
+    import rasterio
+
+    path = Path(shared_data) / "mdebris_l2a_scl" / "accra.tif"
+    if not path.exists():
+        raise TrainingDataError(f"{path} is absent; pass the folder that holds mdebris_l2a_scl/.")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    with rasterio.open(path) as src:
+        arr, names = src.read(), list(src.descriptions)
+    scale, offset = meta["reflectance_scale"], meta["reflectance_offset"]
+    bands = {
+        b: np.clip(arr[i].astype(np.float32) * scale + offset, 0, 1)
+        for i, b in enumerate(names)
+        if b != "SCL"
     }
+    return bands, remap_labels(arr[names.index("SCL")], SCL_TO_PROJECT)
+
+
+def evaluate_accra(model, shared_data: str | Path) -> dict:
+    """3-class agreement with Sen2Cor's SCL on the Accra L2A chip (a third opinion, not truth)."""
+    have, ref = accra_scene(shared_data)
+    x, approx = approximate_bands(have, tuple(model.bands))
+    pred = predict_array(model, x)
+    m = metrics_from_confusion(confusion_matrix(ref, pred, 3), ("clear", "cloud", "shadow"))
+    return {**m.to_dict(), "approximated_bands": approx, **_recall_and_area(ref, pred)}
+
+
+def _recall_and_area(ref: np.ndarray, pred: np.ndarray) -> dict:
+    """Cloud and shadow recall, and predicted area over reference area, on labelled pixels."""
+    known = ref != 255
+    out = {}
+    for k, name in ((1, "cloud"), (2, "shadow")):
+        r = (ref == k) & known
+        p = (pred == k) & known
+        out[f"{name}_recall"] = round(float((r & p).sum() / max(1, r.sum())), 4)
+        out[f"{name}_area_ratio"] = round(float(p.sum() / max(1, r.sum())), 4)
+    return out
+
+
+# --------------------------------------------------------------------------- the peer
+
+
+class UkisPeer:
+    """ukis-csmask as installed, run on the same arrays (``CSmask(...).csm``), when it is importable."""
+
+    def __init__(self, level: str, bands: tuple[str, ...]) -> None:
+        from ukis_csmask.mask import CSmask
+
+        self.CSmask, self.level, self.bands = CSmask, level.lower(), bands
+        names = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B11": "swir16", "B12": "swir22"}
+        self.order = [names[b] for b in bands]
+        self.name = f"ukis-csmask {'6b' if len(bands) == 6 else '4b'}-{level.upper()}"
+
+    def classes(self, have: dict[str, np.ndarray]) -> np.ndarray:
+        import warnings
+
+        img = np.stack([have[b] for b in self.bands], axis=-1).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.CSmask(img, band_order=self.order, product_level=self.level).csm[..., 0]
+
+
+def _peer(level: str, bands: tuple[str, ...]) -> UkisPeer | None:
+    try:
+        return UkisPeer(level, bands)
+    except ImportError:
+        return None
+
+
+def evaluate_peer(shared_data: str | Path) -> dict:
+    """ukis-csmask on the same real labelled arrays; empty when it is not installed."""
+    out: dict = {}
+    p6 = _peer("L1C", UKIS_BANDS)
+    if p6 is None:
+        return {"note": "ukis-csmask is not installed (pip install 's2mask[teacher]')"}
+    have, ref = ukis_scene(shared_data)
+    pred = p6.classes(have)
+    m = metrics_from_confusion(confusion_matrix(ref, pred, 3), ("clear", "cloud", "shadow"))
+    out["ukis"] = {"peer": p6.name, **m.to_dict()}
+    path = Path(shared_data) / "s2cloudless_testscene" / "input_arrays.npz"
+    with np.load(path) as d:
+        img, sref = d["s2_im"][0], d["cl_mask"][0] > 0
+    have = {b: np.ascontiguousarray(img[..., i]) for i, b in enumerate(_S2C_BANDS)}
+    cloud = p6.classes(have) == 1
+    r = S2CLOUDLESS_HELDOUT_ROW
+    out["s2cloudless"] = {
+        "peer": p6.name,
+        "cloud_iou": _iou(cloud, sref),
+        "cloud_iou_heldout_rows": _iou(cloud[r:], sref[r:]),
+    }
+    p4 = _peer("L2A", ("B02", "B03", "B04", "B08"))
+    have, ref = accra_scene(shared_data)
+    pred = p4.classes(have)
+    m = metrics_from_confusion(confusion_matrix(ref, pred, 3), ("clear", "cloud", "shadow"))
+    out["accra_scl"] = {"peer": p4.name, **m.to_dict(), **_recall_and_area(ref, pred)}
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return round(float((a & b).sum() / max(1, (a | b).sum())), 4)
+
+
+# --------------------------------------------------------------------------- nodata edges
+
+
+def nodata_edge_shares(model, image: np.ndarray, nodata: np.ndarray, *, near: int = 8, far: int = 40) -> dict:
+    """Class shares of valid pixels within ``near`` px of nodata and beyond ``far`` px of it.
+
+    ``image`` is run through the engine (:func:`s2mask.engine.predict.predict_array`, the
+    path ``s2mask run`` takes) with ``nodata`` set to NaN.
+    """
+    from s2mask.engine.predict import predict_array as engine_predict
+
+    x = image.astype(np.float32).copy()
+    x[:, nodata] = np.nan
+    probs = engine_predict(x, model, batch_size=4)
+    pred = np.nan_to_num(probs, nan=-1).argmax(0)
+    dist = ndimage.distance_transform_edt(~nodata)
+    out = {}
+    for name, sel in (("near", (dist > 0) & (dist <= near)), ("far", dist > far)):
+        n = max(1, int(sel.sum()))
+        out[name] = {
+            c: round(float(((pred == k) & sel).sum() / n), 4)
+            for k, c in enumerate(("clear", "cloud", "shadow"))
+        }
+    return out
+
+
+def evaluate_nodata_edges(model, shared_data: str | Path) -> dict:
+    """:func:`nodata_edge_shares` on documented-clear real scenes (L1C and L2A) with a nodata corner."""
+    from training.real_data import real_scenes
+
+    out = {}
+    for sc in real_scenes(shared_data, only=("dsen2_l1c", "rsgislib_aberystwyth")):
+        if "T49JGM" in sc.name:
+            continue
+        x, _ = approximate_bands(sc.bands, tuple(model.bands))
+        h, w = x.shape[1:]
+        yy, xx = np.mgrid[0:h, 0:w]
+        corner = (yy / h + xx / w) < 0.45  # a swath-edge-like diagonal corner
+        out[f"{sc.name} ({sc.level})"] = nodata_edge_shares(model, x, corner | np.isnan(x).any(axis=0))
+    return out
+
+
+def evaluate_real_scenes(model, shared_data: str | Path, *, peer: bool = True) -> dict:
+    """Every real labelled check here, keyed by scene (with ``level``), and the peer on the same arrays."""
+    res = {
+        "ukis": {"level": "unknown (ukis-csmask test scene)", **evaluate_ukis(model, shared_data)},
+        "s2cloudless": {"level": "L1C", **evaluate_s2cloudless(model, shared_data)},
+        "accra_scl": {"level": "L2A", **evaluate_accra(model, shared_data)},
+        "nodata_edges": evaluate_nodata_edges(model, shared_data),
+    }
+    if peer:
+        res["peer"] = evaluate_peer(shared_data)
+    return res

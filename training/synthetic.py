@@ -39,6 +39,10 @@ __all__ = [
     "synthesize_parts",
     "write_synthetic_dataset",
     "SHADOW_TRANSMISSION",
+    "CloudDonor",
+    "load_donors",
+    "shadow_offset",
+    "sample_sun_geometry",
 ]
 
 IGNORE = 255
@@ -90,6 +94,19 @@ class Background:
     """(13, H, W) float32 reflectance, ESA band order."""
     ignore: np.ndarray
     """(H, W) bool: pixels whose label is unknown (real clouds and their shadows)."""
+    level: str = "L1C"
+    """``L1C`` (top of atmosphere: shadows keep the atmosphere's path reflectance) or ``L2A``."""
+
+
+@dataclass(frozen=True)
+class CloudDonor:
+    """A real cloudy scene whose clouds (by a teacher's mask) are pasted onto backgrounds."""
+
+    name: str
+    image: np.ndarray
+    """(13, H, W) float32 reflectance, ESA band order (missing bands approximated)."""
+    cloud: np.ndarray
+    """(H, W) float32 teacher cloud probability."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +123,12 @@ class SyntheticConfig:
     """Probability that a thin layer is added on top of thick clouds."""
     p_shadow: float = 0.9
     """Probability that thick clouds cast shadows in a sample."""
-    max_shadow_shift: float = 45.0
-    """Largest cloud-to-shadow displacement in pixels."""
+    max_shadow_shift: float = 64.0
+    """Largest cloud-to-shadow displacement in pixels (a shadow may fall outside the sample)."""
+    p_real_cloud: float = 0.5
+    """Probability that the thick clouds are real ones cut from a donor scene (when donors exist)."""
+    pixel_m: float = 10.0
+    """Ground size of a sample pixel (metres) for the sun-geometry shadow offset."""
     scale_range: tuple[float, float] = (0.6, 2.0)
     """Range of the background zoom (source pixels per sample pixel)."""
     noise: float = 0.004
@@ -159,12 +180,106 @@ def load_backgrounds(
             img = src.read().astype(np.float32) / 10000.0
         cloud = img[1] > 0.2
         out.append(Background("sen12mscr_nigeria", img, _unknown_near_clouds(img, cloud, grow=4, reach=25)))
+    out.extend(_documented_clear(root))
     if not out:
         raise TrainingDataError(
             f"No background scenes found under {root}; expected eolearn_slovenia/REFERENCE_SCENES.npy, "
             "s2cloudless_testscene/input_arrays.npz or sen12mscr_nigeria/*.tif. Pass the shared data folder."
         )
     return out
+
+
+def _esa13(bands: dict[str, np.ndarray]) -> np.ndarray:
+    """(13, H, W) in ESA order; bands a scene lacks are approximated by wavelength (B10 is 0)."""
+    from training.real_scenes import approximate_bands
+
+    have = {b: a for b, a in bands.items() if b != "B10"}
+    img, _ = approximate_bands(have, tuple(b for b in BAND_NAMES))
+    img[BAND_NAMES.index("B10")] = bands.get("B10", np.zeros_like(img[0]))
+    return img
+
+
+def _documented_clear(root: Path) -> list[Background]:
+    """The documented cloud-free real scenes (bright salt, snow, sand, towns among them)."""
+    from training.real_data import real_scenes
+
+    out = []
+    for sc in real_scenes(root):
+        if not sc.clear or sc.name.startswith("eolearn_slovenia"):
+            continue
+        img = _esa13(sc.bands)
+        out.append(Background(sc.name, np.nan_to_num(img), np.isnan(img).any(axis=0), sc.level))
+    return out
+
+
+def load_donors(teacher_dir: str | Path, *, min_cloud: float = 0.05) -> list[CloudDonor]:
+    """Cloudy training scenes of a teacher dataset (``training.teacher``) as cloud donors."""
+    import json
+
+    root = Path(teacher_dir)
+    manifest = json.loads((root / "manifest.json").read_text())
+    out = []
+    for e in manifest["scenes"]:
+        if e["split"] != "train" or e["teacher"] is None or e["cloud_share"] < min_cloud:
+            continue
+        with np.load(root / e["file"]) as d:
+            names = [str(b) for b in d["bands"]]
+            x = d["x"].astype(np.float32) * 1e-4
+            cloud = d["probs"][1].astype(np.float32) / float(manifest["prob_scale"])
+        out.append(CloudDonor(e["name"], _esa13(dict(zip(names, x, strict=True))), cloud))
+    return out
+
+
+def shadow_offset(
+    sun_azimuth_deg: float, sun_zenith_deg: float, cloud_height_m: float, pixel_m: float
+) -> tuple[float, float]:
+    """(rows, cols) from a cloud to its shadow on flat ground, north up.
+
+    The shadow falls away from the sun at ``height * tan(zenith)``: for a sun in the
+    south-east (azimuth 135) the shadow lies north-west of the cloud (rows < 0, cols < 0).
+    """
+    d = cloud_height_m * np.tan(np.radians(sun_zenith_deg)) / pixel_m
+    az = np.radians(sun_azimuth_deg)
+    return float(d * np.cos(az)), float(-d * np.sin(az))
+
+
+def sample_sun_geometry(rng: np.random.Generator, cfg: SyntheticConfig) -> dict[str, float]:
+    """A sun position and cloud height whose shadow offset is 3..``max_shadow_shift`` px."""
+    while True:
+        g = {
+            "sun_azimuth": float(rng.uniform(0, 360)),
+            "sun_zenith": float(rng.uniform(15, 72)),
+            "cloud_height": float(np.exp(rng.uniform(np.log(200), np.log(6000)))),
+        }
+        dy, dx = shadow_offset(g["sun_azimuth"], g["sun_zenith"], g["cloud_height"], cfg.pixel_m)
+        if 3 <= np.hypot(dy, dx) <= cfg.max_shadow_shift:
+            return {**g, "dy": dy, "dx": dx}
+
+
+def _donor_layer(donors: list[CloudDonor], canvas: tuple[int, int], rng: np.random.Generator):
+    """(opacity, (13, H, W) spectra) of real clouds cut from a donor, on the canvas."""
+    for _ in range(20):
+        dn = donors[int(rng.integers(len(donors)))]
+        h, w = dn.cloud.shape
+        ch, cw = min(canvas[0], h), min(canvas[1], w)
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        p = dn.cloud[y : y + ch, x : x + cw]
+        if (p > 0.5).mean() < 0.03:
+            continue
+        img = dn.image[:, y : y + ch, x : x + cw]
+        k = int(rng.integers(4))
+        p, img = np.rot90(p, k), np.rot90(img, k, axes=(1, 2))
+        alpha = np.clip((ndimage.gaussian_filter(p, 0.7) - 0.3) / 0.5, 0.0, 1.0)
+        oy, ox = (
+            int(rng.integers(0, canvas[0] - p.shape[0] + 1)),
+            int(rng.integers(0, canvas[1] - p.shape[1] + 1)),
+        )
+        a = np.zeros(canvas, np.float32)
+        spec = np.zeros((13,) + canvas, np.float32)
+        a[oy : oy + p.shape[0], ox : ox + p.shape[1]] = alpha
+        spec[:, oy : oy + p.shape[0], ox : ox + p.shape[1]] = img
+        return a, spec
+    return None
 
 
 def _zoom(a: np.ndarray, size: int, order: int) -> np.ndarray:
@@ -197,7 +312,7 @@ def _background_crop(bgs: list[Background], cfg: SyntheticConfig, rng: np.random
         if rng.random() < 0.5:
             img, ign = img[:, :, ::-1], ign[:, ::-1]
         gain = rng.uniform(0.85, 1.15) * rng.uniform(0.96, 1.04, size=(img.shape[0], 1, 1))
-        return np.ascontiguousarray(img * gain, dtype=np.float32), np.ascontiguousarray(ign)
+        return np.ascontiguousarray(img * gain, dtype=np.float32), np.ascontiguousarray(ign), bg.level
     raise TrainingDataError(
         "Could not find a background crop with enough known pixels; add clear backgrounds."
     )
@@ -237,7 +352,7 @@ def _cloud_layer(canvas: tuple[int, int], rng: np.random.Generator, *, thin: boo
         if rng.random() < 0.5:  # streaky cirrus
             field = ndimage.gaussian_filter(field, sigma=(rng.uniform(1, 3), rng.uniform(6, 16)))
             field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
-        alpha = _opacity(field, rng.uniform(0.15, 0.7), rng.uniform(0.3, 0.6)) * rng.uniform(0.25, 0.6)
+        alpha = _opacity(field, rng.uniform(0.15, 0.7), rng.uniform(0.3, 0.6)) * rng.uniform(0.15, 0.9)
         brightness = rng.uniform(0.3, 0.6)
     else:
         cumulus = rng.random() < 0.6
@@ -258,20 +373,27 @@ def _shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
 
 
 def synthesize(
-    bgs: list[Background], rng: np.random.Generator, cfg: SyntheticConfig = SyntheticConfig()
+    bgs: list[Background],
+    rng: np.random.Generator,
+    cfg: SyntheticConfig = SyntheticConfig(),
+    donors: list[CloudDonor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One sample: ``(image (13, S, S) float32 reflectance, label (S, S) uint8)``."""
-    parts = synthesize_parts(bgs, rng, cfg)
+    parts = synthesize_parts(bgs, rng, cfg, donors)
     return parts["image"], parts["label"]
 
 
 def synthesize_parts(
-    bgs: list[Background], rng: np.random.Generator, cfg: SyntheticConfig = SyntheticConfig()
+    bgs: list[Background],
+    rng: np.random.Generator,
+    cfg: SyntheticConfig = SyntheticConfig(),
+    donors: list[CloudDonor] | None = None,
 ) -> dict[str, np.ndarray]:
     """One sample with its making-of: ``image``, ``label``, ``background``, ``water``,
-    ``cloud_alpha`` and ``shadow`` (the shadow's opacity before clouds cover it)."""
+    ``cloud_alpha``, ``shadow`` (the shadow's opacity before clouds cover it) and ``sun``
+    (azimuth, zenith, cloud height and the shadow offset in pixels)."""
     s = cfg.size
-    img, ignore = _background_crop(bgs, cfg, rng)
+    img, ignore, level = _background_crop(bgs, cfg, rng)
     water = _water(img)
     m = int(np.ceil(cfg.max_shadow_shift)) + 2
     canvas = (s + 2 * m, s + 2 * m)
@@ -280,9 +402,14 @@ def synthesize_parts(
     thick = np.zeros(canvas, np.float32)
     thin = np.zeros(canvas, np.float32)
     thick_b = thin_b = np.zeros(canvas, np.float32)
+    real_spec = None
     u = rng.random()
     if u >= cfg.p_clear + cfg.p_thin_only:
-        thick, thick_b = _cloud_layer(canvas, rng, thin=False)
+        layer = _donor_layer(donors, canvas, rng) if donors and rng.random() < cfg.p_real_cloud else None
+        if layer is not None:
+            thick, real_spec = layer
+        else:
+            thick, thick_b = _cloud_layer(canvas, rng, thin=False)
     if cfg.p_clear <= u < cfg.p_clear + cfg.p_thin_only or (
         u >= cfg.p_clear + cfg.p_thin_only and rng.random() < cfg.p_thin_layer
     ):
@@ -290,21 +417,27 @@ def synthesize_parts(
 
     # shadows: the clouds' opacity displaced along the sun direction, blurred, not on water
     shadow = np.zeros((s, s), np.float32)
+    sun = sample_sun_geometry(rng, cfg)
     if thick.any() and rng.random() < cfg.p_shadow:
-        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(8, cfg.max_shadow_shift)
-        cast = _shift(np.maximum(thick, 0.6 * thin), dist * np.sin(angle), dist * np.cos(angle))
+        cast = _shift(np.maximum(thick, 0.6 * thin), sun["dy"], sun["dx"])
         cast = ndimage.gaussian_filter(cast, rng.uniform(0.5, 2.0))[inner]
         shadow = np.where(water, 0.0, cast * rng.uniform(0.8, 1.0)).astype(np.float32)
     bands = BAND_NAMES
     trans = np.array([SHADOW_TRANSMISSION[b] for b in bands], np.float32)[:, None, None]
     trans = np.clip(trans * rng.uniform(0.75, 1.3), 0.1, 0.7)
     path = np.array([PATH_REFLECTANCE[b] for b in bands], np.float32)[:, None, None] * rng.uniform(0.4, 1.1)
-    path = np.minimum(path, 0.7 * img)
+    path = np.minimum(path, 0.7 * img) * (level == "L1C")  # surface reflectance has no path term
     out = path + (img - path) * (1.0 - shadow[None] * (1.0 - trans))
 
     # clouds over everything
     spec = _cloud_spectrum(bands, rng)[:, None, None]
-    for alpha, bright in ((thick[inner], thick_b[inner]), (thin[inner], thin_b[inner])):
+    if real_spec is not None:  # real cloud pixels, spectra and texture as observed
+        a = thick[inner][None]
+        out = out * (1.0 - a) + real_spec[:, inner[0], inner[1]] * a
+    layers = ((thin[inner], thin_b[inner]),) if real_spec is not None else ()
+    if real_spec is None:
+        layers = ((thick[inner], thick_b[inner]), (thin[inner], thin_b[inner]))
+    for alpha, bright in layers:
         if alpha.any():
             out = out * (1.0 - alpha[None]) + (bright[None] * spec) * alpha[None]
     out = out + rng.normal(0.0, cfg.noise, size=out.shape).astype(np.float32)
@@ -324,6 +457,7 @@ def synthesize_parts(
         "water": water,
         "cloud_alpha": cloud_alpha,
         "shadow": shadow,
+        "sun": sun,
     }
 
 
@@ -339,6 +473,7 @@ def write_synthetic_dataset(
     shard_size: int = 256,
     cfg: SyntheticConfig = SyntheticConfig(),
     progress: bool = False,
+    teacher: str | Path | None = None,
 ) -> Path:
     """Write ``counts`` samples per split (``{"train": 2000, "validation": 200}``) as npz shards.
 
@@ -349,6 +484,7 @@ def write_synthetic_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bgs = load_backgrounds(shared_data)
+    donors = load_donors(teacher) if teacher else []
     rng = np.random.default_rng(seed)
     manifest: dict = {
         "format": "s2mask-shards/1",
@@ -358,6 +494,7 @@ def write_synthetic_dataset(
         "generator": "training.synthetic",
         "seed": seed,
         "backgrounds": [b.name for b in bgs],
+        "cloud_donors": [d.name for d in donors],
         "splits": {},
     }
     for split, n in counts.items():
@@ -367,7 +504,7 @@ def write_synthetic_dataset(
             xs = np.empty((k, len(BAND_NAMES), cfg.size, cfg.size), np.uint16)
             ys = np.empty((k, cfg.size, cfg.size), np.uint8)
             for i in range(k):
-                x, y = synthesize(bgs, rng, cfg)
+                x, y = synthesize(bgs, rng, cfg, donors)
                 xs[i] = np.round(x * 10000.0).astype(np.uint16)
                 ys[i] = y
             name = f"{split}-{start // shard_size:04d}.npz"

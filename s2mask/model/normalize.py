@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Normalization", "normalize", "to_reflectance"]
+__all__ = ["Normalization", "normalize", "to_reflectance", "fill_nodata"]
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,50 @@ def to_reflectance(dn: np.ndarray, *, scale: float = 1e-4, offset: float = 0.0) 
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def normalize(x: np.ndarray, norm: Normalization | None = None, *, band_axis: int = -3) -> np.ndarray:
-    """Map reflectance ``x`` (bands on ``band_axis``) to model input; NaN becomes 0.
+def fill_nodata(x: np.ndarray) -> np.ndarray:
+    """Replace nodata (NaN) in ``x`` (..., C, H, W) by the nearest valid pixel of the same image.
 
-    Works on numpy arrays and torch tensors alike (only arithmetic is used).
+    Nodata must not look like anything the model knows: filled with 0 it is black, and
+    black beside real ground looks like cloud shadow.  Filled with the nearest real
+    pixel it continues the ground across the edge, so pixels beside a swath edge or a
+    nodata corner see ordinary ground.  An image with no valid pixel becomes 0.  A
+    pixel with some bands NaN takes 0 in those bands.  Inference (the engine's model
+    call) and training (:class:`training.data.PatchDataset`) both go through here.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isnan(x).any():
+        return x
+    from scipy import ndimage
+
+    out = x.copy()
+    flat = out.reshape((-1,) + x.shape[-3:])
+    for img in flat:
+        invalid = np.isnan(img).all(axis=0)
+        if invalid.all():
+            img[:] = 0.0
+            continue
+        if invalid.any():
+            iy, ix = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
+            img[:] = img[:, iy, ix]
+        np.nan_to_num(img, copy=False, nan=0.0)
+    return out
+
+
+def normalize(x: np.ndarray, norm: Normalization | None = None, *, band_axis: int = -3) -> np.ndarray:
+    """Map reflectance ``x`` (bands on ``band_axis``) to model input.
+
+    Nodata (NaN) is filled by :func:`fill_nodata` (nearest valid pixel).  Works on
+    numpy arrays and torch tensors alike.
     """
     norm = norm or Normalization()
     if hasattr(x, "nan_to_num"):  # torch.Tensor
-        x = x.nan_to_num(0.0).clamp(0.0, 1.0)
+        if bool(x.isnan().any()):
+            import torch
+
+            x = torch.from_numpy(fill_nodata(x.detach().cpu().numpy())).to(x.device)
+        x = x.clamp(0.0, 1.0)
     else:
-        x = np.clip(np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0), 0.0, 1.0)
+        x = np.clip(fill_nodata(x), 0.0, 1.0)
     if norm.method == "clip":
         return x
     if norm.method == "standardize":

@@ -21,7 +21,7 @@ from s2mask import __version__
 from s2mask.bands import resolve_bands
 from s2mask.errors import WeightsError
 from s2mask.model.device import resolve_device
-from s2mask.model.normalize import Normalization, normalize
+from s2mask.model.normalize import Normalization, fill_nodata, normalize
 from s2mask.model.unet import UNet
 
 __all__ = [
@@ -117,7 +117,7 @@ class LoadedModel:
 
     def predict_proba(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         dev = self.device
-        x = torch.as_tensor(batch)
+        x = torch.as_tensor(fill_nodata(batch) if isinstance(batch, np.ndarray) else batch)
         # pinned host memory lets the copy to the GPU run asynchronously
         x = x.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else x.to(dev)
         x = normalize(x, self.card.normalization)

@@ -111,4 +111,4 @@ class GeoTiffPairSource:
                 x = x / 10000.0
         with rasterio.open(lab) as src:
             y = self._labels(src.read(1))
-        return np.clip(np.nan_to_num(x), 0, 1).astype(np.float32), y
+        return np.clip(x, 0, 1).astype(np.float32), y  # NaN stays nodata: normalize fills it
