@@ -259,11 +259,9 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
     \b
     s2mask stac --bbox 11.0,46.0,11.3,46.2 --date 2024-06-01/2024-06-30 --max-cloud 60 -o masks/
     """
-    from dataclasses import replace
-
     from s2mask.io.stac import EARTH_SEARCH_URL
     from s2mask.params import parse_bbox, parse_date_range
-    from s2mask.run import RunOptions, mask_cube
+    from s2mask.run import RunOptions
     from s2mask.stac import describe_plan, run_stac
 
     resolution = resolution or 10  # STAC items have no grid of their own: the 10 m tile grid
@@ -280,15 +278,11 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
 
         model = ModelRef(weights or model_name, device)
 
-    def run_one(cube, path):  # noqa: ANN001, ANN202
-        return mask_cube(cube, path, model=model, options=replace(options), source=cube.attrs.get("source"))
-
     try:
         result = run_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=box, date=dates, out_dir=output,
-                          run_one=run_one, model=model, max_cloud=max_cloud, limit=limit, dry_run=dry_run,
+                          model=model, options=options, max_cloud=max_cloud, limit=limit, dry_run=dry_run,
                           crop=not whole_tile, resolution=resolution, resampling=resampling, chunks=chunks,
-                          overwrite=overwrite,
-                          resume=resume, allowed_schemes=schemes, timeout=timeout, retries=retries,
+                          overwrite=overwrite, resume=resume, allowed_schemes=schemes, timeout=timeout, retries=retries,
                           on_item=None if quiet else lambda n, total, i: click.echo(f"[{n}/{total}] {i}", err=True))
     finally:
         if client is not None:

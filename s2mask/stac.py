@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mask.bands import DEFAULT_BANDS
-from s2mask.errors import EmptySearchError, OutputError, OutputExistsError
+from s2mask.errors import EmptySearchError, InvalidParameterError, OutputError, OutputExistsError
 from s2mask.io._remote import RemoteReads
 from s2mask.io.stac import (
     DEFAULT_SCHEMES,
@@ -116,8 +116,9 @@ def run_stac(
     bbox: BBox | Sequence[float] | str,
     date: DateRange | str,
     out_dir: str | Path,
-    run_one: RunOne,
+    run_one: RunOne | None = None,
     model: Any = None,
+    options: Any = None,
     bands: Sequence[str] | None = None,
     max_cloud: float | None = None,
     limit: int | None = None,
@@ -140,9 +141,11 @@ def run_stac(
     Each item is opened lazily with :func:`~s2mask.io.stac.open_stac_item` (cropped to
     ``bbox`` when ``crop``, else the whole tile) with the model's bands (``model.bands``,
     or ``bands``), then ``run_one(cube, out_dir / "<item id>_mask.tif")`` writes the
-    mask (and its ``.json`` summary and ``.png`` quick-look beside it, as ``s2mask run``
-    does); build ``run_one`` so that it replaces existing files when ``overwrite`` or
-    ``resume`` is set.  Existing masks are refused before any work unless ``overwrite``
+    mask (and its ``.json`` summary and ``.png`` quick-look beside it).  By default that is
+    ``s2mask run``'s own pipeline (:func:`s2mask.run.mask_cube` with ``model`` and ``options``,
+    a :class:`~s2mask.run.RunOptions`, replacing files when ``overwrite`` or ``resume``); a
+    custom ``run_one`` must replace existing files itself when ``overwrite`` or ``resume``
+    is set.  Existing masks are refused before any work unless ``overwrite``
     (redo all) or ``resume`` (skip the valid COGs, redo partial ones).  Failed items
     are logged and listed in the result; the others go on.  ``index.geojson`` (a STAC
     ItemCollection with each output's class fractions) is written atomically.
@@ -155,6 +158,7 @@ def run_stac(
     """
     # normalise arguments and search
     box, dates = parse_bbox(bbox), parse_date_range(date)
+    run_one = run_one or _mask_pipeline(model, options, overwrite=overwrite or resume)
     bands = tuple(bands or getattr(model, "bands", None) or DEFAULT_BANDS)
     preset = preset or find_preset(url=url, collection=collection)
     items = search_items(
@@ -226,6 +230,22 @@ def _safe_fractions(path: Path) -> dict[str, float | None]:
     except Exception as exc:  # noqa: BLE001 - a stale file from an older run
         log.warning("Cannot read existing mask %s (%s); its fractions are left out of the index.", path, exc)
         return {}
+
+
+def _mask_pipeline(model: Any, options: Any, *, overwrite: bool) -> RunOne:
+    """``s2mask run``'s per-cube pipeline (predict, mask, COG, summary, quick-look) for one item."""
+    from dataclasses import replace
+
+    from s2mask.run import RunOptions, mask_cube
+
+    if model is None:
+        raise InvalidParameterError("run_stac() needs a model (or a run_one); pass model=load_model('s2-9').")
+    opts = replace(options or RunOptions(), overwrite=overwrite)
+
+    def run_one(cube: Any, path: Path) -> Any:
+        return mask_cube(cube, path, model=model, options=opts, source=cube.attrs.get("source"))
+
+    return run_one
 
 
 def _prepare_out_dir(out_dir: Path, paths: Sequence[Path], *, overwrite: bool, resume: bool) -> None:

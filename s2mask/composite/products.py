@@ -93,7 +93,7 @@ def write_composite(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CompositeOptions:
     """How scenes become a composite (shared by ``composite_products`` and ``composite_stac``)."""
 
