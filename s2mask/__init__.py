@@ -14,9 +14,26 @@ Public names are imported lazily so that ``import s2mask`` (and ``s2mask --help`
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names resolve lazily
+    from s2mask.composite import CompositeOptions, composite, composite_products, composite_stac
+    from s2mask.engine import WindowGrid, predict, predict_array
+    from s2mask.engine.cluster import ModelRef, connect
+    from s2mask.errors import S2MaskError
+    from s2mask.io.cog import write_cog, write_mask, write_probabilities
+    from s2mask.io.product import open_product
+    from s2mask.io.stac import open_stac_item, search_items
+    from s2mask.mask import class_fractions, to_mask
+    from s2mask.model import ModelCard, load_model, save_model, shipped_models
+    from s2mask.params import parse_bbox, parse_date_range
+    from s2mask.quicklook import write_quicklook
+    from s2mask.run import RunOptions, run_many, run_product
+    from s2mask.stac import run_stac
+    from s2mask.summary import mask_summary, write_summary
+
 
 _EXPORTS = {
     "S2MaskError": "s2mask.errors",
@@ -52,7 +69,41 @@ _EXPORTS = {
     "CompositeOptions": "s2mask.composite",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "S2MaskError",
+    "ModelCard",
+    "load_model",
+    "save_model",
+    "shipped_models",
+    "open_product",
+    "open_stac_item",
+    "search_items",
+    "predict",
+    "predict_array",
+    "WindowGrid",
+    "ModelRef",
+    "connect",
+    "class_fractions",
+    "to_mask",
+    "write_cog",
+    "write_mask",
+    "write_probabilities",
+    "write_summary",
+    "run_stac",
+    "parse_bbox",
+    "parse_date_range",
+    "write_quicklook",
+    "mask_summary",
+    "run_product",
+    "run_many",
+    "RunOptions",
+    "composite",
+    "composite_products",
+    "composite_stac",
+    "CompositeOptions",
+]
+"""Listed literally so IDEs and type checkers see them (``tests/test_api.py`` keeps it equal to ``_EXPORTS``)."""
 
 
 def __getattr__(name: str) -> Any:

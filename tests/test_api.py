@@ -18,3 +18,19 @@ def test_import_and_help_do_not_load_torch():
     code = "import sys, s2mask, s2mask.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_type_checkers_see_every_public_name_where_it_lives():
+    """``__all__`` is a literal and a ``TYPE_CHECKING`` block imports each name from the module it resolves to."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(s2mask.__file__).read_text())
+    seen = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for imp in node.body:
+                seen.update({alias.name: imp.module for alias in imp.names})
+    assert seen == s2mask._EXPORTS
+    assert s2mask.__all__ == ["__version__", *s2mask._EXPORTS]
+    assert (Path(s2mask.__file__).parent / "py.typed").is_file()
