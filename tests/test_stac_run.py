@@ -20,7 +20,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from s2mask.bands import BAND_NAMES, DEFAULT_BANDS
-from s2mask.errors import EmptySearchError, OutputExistsError, StacError
+from s2mask.errors import EmptySearchError, OutputExistsError, ProductNotFoundError, StacError
 from s2mask.io.stac import open_stac_item
 from s2mask.model.weights import ModelCard
 from s2mask.stac import INDEX_NAME, describe_plan, mask_fractions, run_stac
@@ -173,7 +173,7 @@ def test_missing_asset_file_fails_on_compute_not_silently(shared_data: Path, tmp
     raw, _ = make_item(shared_data, tmp_path, "c1-l2a", "gone")
     (tmp_path / "gone" / "B03.tif").unlink()
     cube = open_stac_item(pystac.Item.from_dict(raw), bands=BANDS)
-    with pytest.raises(Exception, match="B03"):
+    with pytest.raises(ProductNotFoundError, match=r"The asset file .*/gone/B03\.tif does not exist"):
         cube.compute()
 
 

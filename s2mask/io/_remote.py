@@ -18,10 +18,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from s2mask.errors import RemoteReadError
+from s2mask.errors import CorruptDataError, ProductNotFoundError, RemoteReadError
 
 __all__ = ["RemoteReads", "http_status", "public_url", "reader_driver"]
 
@@ -117,11 +118,15 @@ def _uncached(uri: str) -> Any:
 def _read_with_retries(
     read: Callable[[str], Any], uri: str, reads: RemoteReads, resign: Callable[[str], str] | None
 ) -> Any:
-    """``read(uri)``, retried ``reads.retries`` times on I/O errors; 4xx other than 429 fail at once."""
+    """``read(uri)``, retried ``reads.retries`` times on I/O errors; 4xx other than 429 fail at once.
+
+    A local file is not retried: a missing one raises ProductNotFoundError, an unreadable one CorruptDataError.
+    """
     import rasterio.errors
 
     delay, message, code = reads.backoff, "", None
-    for attempt in range(reads.retries + 1):
+    retries = reads.retries if _vsi_path(uri) is not None else 0
+    for attempt in range(retries + 1):
         if attempt:
             time.sleep(delay)
             delay *= 2
@@ -140,7 +145,17 @@ def _read_with_retries(
             break  # permanent: missing, refused
         log.debug("Read of %s failed (%s); retrying", public_url(uri), message)
     # raised outside the except block: no GDAL exception chained to it (dask.distributed pickles the chain)
+    if _vsi_path(uri) is None:
+        raise _local_error(uri, message)
     raise _read_error(uri, message, code, attempt + 1, reads.timeout)
+
+
+def _local_error(uri: str, message: str) -> CorruptDataError | ProductNotFoundError:
+    parts = urlsplit(uri)
+    path = Path(unquote(parts.path) if parts.scheme == "file" else uri)
+    if not path.exists():
+        return ProductNotFoundError(f"The asset file {path} does not exist; check the item's hrefs.")
+    return CorruptDataError(f"Reading the asset file {path} failed ({message}); the file may be truncated.")
 
 
 def _read_error(uri: str, message: str, code: int | None, attempts: int, timeout: float) -> RemoteReadError:
