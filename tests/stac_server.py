@@ -215,7 +215,15 @@ class RustacServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / "items.json"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": self.items}))
-        port = free_port()
+        # rustac writes its address into every link, so it cannot bind port 0; a port found free may be
+        # taken before rustac binds it, and then rustac exits: try another one
+        for _ in range(5):
+            if self._start(cmd, path, free_port()):
+                return self
+        raise RuntimeError(f"rustac serve did not start: {(self.workdir / 'rustac.log').read_text()}")
+
+    def _start(self, cmd: list[str], path: Path, port: int) -> bool:
+        """Start rustac on ``port``; True once it answers as a STAC API, False if it exited."""
         self.url = f"http://127.0.0.1:{port}"
         log = (self.workdir / "rustac.log").open("wb")
         self.proc = subprocess.Popen(
@@ -225,11 +233,11 @@ class RustacServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"rustac serve exited: {(self.workdir / 'rustac.log').read_text()}")
+                return False
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
+                    if resp.status == 200 and b"conformsTo" in resp.read():
+                        return True
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
         self.__exit__()
