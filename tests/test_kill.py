@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from s2mask._atomic import TEMP_MARKER
 from s2mask.bands import DEFAULT_BANDS
 from s2mask.run import mask_is_valid
 from s2mask.testing.products import DEFAULT_TRANSFORM, write_geotiff
@@ -104,6 +105,7 @@ def test_sigkill_at_any_moment_leaves_no_mask_or_a_valid_one(big: dict[str, Path
                 run["k"] is not None and len(run["seen"]) >= run["k"]
             )
             if due:
+                run["at_kill"] = sorted(p.name for p in run["out"].iterdir())
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 killed_at[name] = (
@@ -120,6 +122,13 @@ def test_sigkill_at_any_moment_leaves_no_mask_or_a_valid_one(big: dict[str, Path
     # the kill points really spread over the run: some before the mask, some while writing files
     assert any(not present for present, *_ in outcomes.values()), outcomes
     assert any(run["seen"] for name, run in runs.items() if name != "complete"), outcomes
+    # and at least one kill landed while the mask COG was being written: its temporary file there, no mask yet
+    mid_write = [
+        name for name, run in runs.items()
+        if "m.tif" not in run.get("at_kill", ["m.tif"])
+        and any(n.startswith(".m.tif.") and TEMP_MARKER in n for n in run["at_kill"])
+    ]  # fmt: skip
+    assert mid_write, {name: run.get("at_kill") for name, run in runs.items()}
     assert outcomes["complete"][0] and outcomes["complete"][2] == [], outcomes
 
     # --resume finishes every interrupted folder; leftover temp files do not get in the way
