@@ -14,7 +14,7 @@ def test_every_public_name_resolves_and_is_documented():
         assert name == "__version__" or obj.__doc__, f"s2mask.{name} has no docstring"
 
 
-def test_import_and_help_do_not_load_torch():
+def test_importing_the_package_and_the_cli_does_not_load_torch():  # --help: tests/test_cli.py
     code = "import sys, s2mask, s2mask.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
