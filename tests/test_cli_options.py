@@ -7,6 +7,7 @@ what the option changes, against a run without it, so that an ignored option fai
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -43,8 +44,8 @@ def reference(scene: Path, tmp_path_factory: pytest.TempPathFactory) -> np.ndarr
     return mask
 
 
-def invoke(*args: object, env: dict[str, str] | None = None) -> str:
-    result = CliRunner().invoke(cli, [*map(str, args), "-q"], env=env)
+def invoke(*args: object, env: dict[str, str] | None = None, quiet: bool = True) -> str:
+    result = CliRunner().invoke(cli, [*map(str, args), *(["-q"] if quiet else [])], env=env)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -228,3 +229,50 @@ def test_composite_usage_errors_exit_2(scene: Path, tmp_path: Path, args: list[s
     result = CliRunner().invoke(cli, ["composite", *products, *args, "-o", str(tmp_path / "c.tif")])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "c.tif").exists()
+
+
+# ---------------------------------------------------------------- training commands of the top-level CLI
+
+
+def test_make_synthetic_train_evaluate_and_export_model_through_s2mask(
+    shared_data: Path, scene: Path, tmp_path: Path
+) -> None:
+    from s2mask.model import load_model
+
+    invoke("make-synthetic", "--shared-data", shared_data, "--out", tmp_path / "syn",
+           "--train", 2, "--validation", 1, "--test", 1, "--size", 32, quiet=False)  # fmt: skip
+    invoke("train", "--data", tmp_path / "syn", "--out", tmp_path / "run", "--bands", "rgbn", "--epochs", 1,
+           "--batch-size", 2, "--width", 4, "--crop", 32, "--max-steps", 1, "--log-every", 0, "--device", "cpu",
+           "--threads", 1, "--export", tmp_path / "m.safetensors", quiet=False)  # fmt: skip
+    trained = load_model(tmp_path / "m.safetensors", device="cpu")
+    assert trained.card.bands == ("B02", "B03", "B04", "B08") and trained.card.width == 4
+
+    invoke("evaluate", "--weights", tmp_path / "m.safetensors", "--data", tmp_path / "syn",
+           "--json", tmp_path / "eval.json", "--device", "cpu", quiet=False)  # fmt: skip
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    confusion = np.array(metrics["confusion"])
+    assert metrics["pixels"] == confusion.sum() > 0
+    assert metrics["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum(), abs=1e-4)
+
+    best = tmp_path / "run" / "checkpoints" / "best_model.pth"
+    out = tmp_path / "again.safetensors"
+    invoke("export-model", "--checkpoint", best, "--out", out, "--command", "by a test", quiet=False)
+    again = load_model(tmp_path / "again.safetensors", device="cpu")
+    assert again.card.command == "by a test"
+    for (name, a), (_, b) in zip(
+        trained.net.state_dict().items(), again.net.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name  # --export and export-model write the same best checkpoint
+
+    rgbn = write_like(scene, tmp_path / "rgbn.tif", scene_dn(scene)[[1, 2, 3, 7]])
+    invoke(
+        "run",
+        rgbn,
+        "-o",
+        tmp_path / "mask.tif",
+        "--bands",
+        "B02,B03,B04,B08",
+        "--weights",
+        tmp_path / "m.safetensors",
+    )
+    assert read(tmp_path / "mask.tif")[0].shape == (256, 256)
