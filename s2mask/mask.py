@@ -25,7 +25,9 @@ __all__ = [
     "CLOUD",
     "COLOURS",
     "NODATA",
+    "NODATA_NAME",
     "SHADOW",
+    "category_names",
     "class_counts",
     "class_fractions",
     "colormap",
@@ -148,7 +150,7 @@ def class_counts(mask: xr.DataArray | da.Array | np.ndarray, *, scheduler: Any =
     data = mask.data if isinstance(mask, xr.DataArray) else mask
     if np.dtype(data.dtype) not in (np.uint8, np.bool_):
         raise InvalidParameterError(
-            f"mask_summary() needs a uint8 class mask; got dtype {data.dtype}. "
+            f"Class counts need a uint8 class mask; got dtype {data.dtype}. "
             "Pass the output of to_mask() (0 clear, 1 cloud, 2 shadow, 255 nodata)."
         )
     if not isinstance(data, da.Array):
