@@ -172,23 +172,25 @@ def _reduced_shape(shape: tuple[int, int], f: int) -> tuple[int, int]:
 
 
 def preview_rgb(rgb: xr.DataArray, *, max_size: int = 1024) -> xr.DataArray:
-    """``rgb`` reduced for :func:`write_quicklook`, read from the files' overviews when possible.
+    """The true colour of ``rgb`` reduced for :func:`write_quicklook`, from the files' overviews when possible.
 
-    When ``rgb`` comes straight from a reader (:func:`s2mask.io.open_product`), the bands are
-    read once at the quick-look's size from the COG's overviews or the JPEG 2000's
-    reduced-resolution levels (a full SAFE tile: 2 s instead of 34 s decoding three
-    full-resolution bands).  Files without overviews, and any other cube, are returned
-    unchanged and :func:`write_quicklook` averages them itself, in parallel blocks.
+    When ``rgb`` comes straight from a reader (:func:`s2mask.io.open_product`, with B04, B03
+    and B02 among its bands), those three bands are read once at the quick-look's size from
+    the COG's overviews or the JPEG 2000's reduced-resolution levels through the readers'
+    preview contract (:func:`s2mask.io.read_preview`; a full SAFE tile: 2 s instead of 34 s
+    decoding three full-resolution bands).  Files without overviews, and any other cube, are
+    returned unchanged and :func:`write_quicklook` averages them itself, in parallel blocks.
     """
-    from s2mask.io._lazy import reader_of
+    from s2mask.io.product import read_preview
 
-    reader = reader_of(rgb)
     f = _factor(rgb.shape[1:], max_size)
-    if reader is None or f == 1 or not reader.has_overviews():
-        # without overviews GDAL would average every pixel in one thread: dask does it faster
+    names = [str(b) for b in rgb.coords[rgb.dims[0]].values] if rgb.dims[0] in rgb.coords else []
+    bands = _RGB if set(_RGB) <= set(names) else tuple(names)
+    if f == 1 or len(bands) != 3:
         return rgb
-    data = reader.preview(_reduced_shape(rgb.shape[1:], f))
-    return xr.DataArray(data, dims=rgb.dims, coords={rgb.dims[0]: rgb.coords[rgb.dims[0]].values})
+    # without overviews GDAL would average every pixel in one thread: dask does it faster
+    small = read_preview(rgb, bands=bands, shape=_reduced_shape(rgb.shape[1:], f))
+    return rgb if small is None else small
 
 
 def _downsample(

@@ -300,12 +300,16 @@ def _open_written_mask(path: Path) -> Any:
 
 
 def _rgb(cube: Any, product: str | Path, options: RunOptions) -> Any:
-    """The quick-look's true-colour bands, read at the quick-look's size from the files' overviews."""
+    """The quick-look's true colour: from the opened product's overviews, else its own full-resolution read."""
     from s2mask.io.product import open_product
     from s2mask.quicklook import preview_rgb
 
     rgb = ("B04", "B03", "B02")
-    try:
+    if set(rgb) <= {str(b) for b in cube["band"].values}:
+        small = preview_rgb(cube)  # the product opened for the model, read at the quick-look's size
+        if small is not cube:
+            return small
+    try:  # no overviews (or no RGB among the model's bands): the three bands alone, not every model band
         return preview_rgb(open_product(product, bands=rgb, resolution=options.resolution, chunks=options.chunks,
                                         scale=options.scale, offset=options.offset, band_names=options.bands))
     except S2MaskError:

@@ -86,13 +86,24 @@ def test_run_writes_quicklook_from_preview(tmp_path, monkeypatch):
     calls = []
     real = _lazy.LazyReflectance.preview
 
-    def spy(self, shape):
-        calls.append(shape)
-        return real(self, shape)
+    def spy(self, shape, bands=None):
+        calls.append((shape, [self.sources[i].path.rsplit("_", 2)[-2] for i in bands]))
+        return real(self, shape, bands)
 
     monkeypatch.setattr(_lazy.LazyReflectance, "preview", spy)
+    from s2mask.io import safe as safe_reader
+
+    opened = []
+    real_open = safe_reader.to_dataarray
+
+    def counting_open(reader, **kw):
+        opened.append(kw["band_names"])
+        return real_open(reader, **kw)
+
+    monkeypatch.setattr(safe_reader, "to_dataarray", counting_open)
     run_product(product, tmp_path / "mask.tif", model=load_model("s2-9"), options=RunOptions(progress=False))
-    assert calls == [(552, 516)]
+    assert calls == [((552, 516), ["B04", "B03", "B02"])]  # only the true colour, from the product's reader
+    assert len(opened) == 1  # the product is opened once, for the model
     picture = Image.open(tmp_path / "mask.png")
     assert picture.width == 516 and picture.height > 552  # image plus legend
 
@@ -103,7 +114,22 @@ def test_files_without_overviews_keep_the_block_average_path(tmp_path):
     from s2mask.testing.products import write_geotiff
 
     refl = np.full((3, 300, 300), 0.2, np.float32)
-    path = write_geotiff(tmp_path / "rgb.tif", refl, list(RGB), "EPSG:32631", Affine(10, 0, 300000, 0, -10, 5000000))
+    path = write_geotiff(
+        tmp_path / "rgb.tif", refl, list(RGB), "EPSG:32631", Affine(10, 0, 300000, 0, -10, 5000000)
+    )
     cube = open_product(path, chunks=128)
     assert reader_of(cube) is not None and not reader_of(cube).has_overviews()
     assert preview_rgb(cube, max_size=100) is cube
+
+
+def test_read_preview_is_the_readers_contract(safe):
+    from s2mask.io import read_preview
+
+    cube = open_product(safe, bands=("B02", "B03", "B04", "B08"), chunks=256)
+    small = read_preview(cube, bands=RGB, shape=(100, 90))
+    assert list(small["band"].values) == list(RGB) and small.shape == (3, 100, 90)
+    np.testing.assert_allclose(
+        small.values, read_preview(open_product(safe, bands=RGB), bands=RGB, shape=(100, 90))
+    )
+    assert read_preview(cube * 1.0, bands=RGB, shape=(100, 90)) is None  # computed on: the files say nothing
+    assert read_preview(cube, bands=("B11",), shape=(100, 90)) is None  # not among the cube's bands

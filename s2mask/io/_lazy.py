@@ -14,7 +14,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dask.array as da
@@ -279,17 +279,22 @@ class LazyReflectance:
                 out[i] = self._band_block(src, r0, r1, c0, c1)
         return out
 
-    def has_overviews(self) -> bool:
-        """Whether every band file has reduced-resolution levels (COG overviews, JPEG 2000 levels)."""
-        for src in self.sources:
+    def has_overviews(self, bands: Sequence[int] | None = None) -> bool:
+        """Whether every band file (of ``bands``, indexes into the sources) has reduced-resolution levels."""
+        for src in self._subset(bands):
             ds, lock = _dataset(src)
             with lock:
                 if not ds.overviews(src.index):
                     return False
         return True
 
-    def preview(self, shape: tuple[int, int]) -> np.ndarray:
+    def _subset(self, bands: Sequence[int] | None) -> tuple[BandSource, ...]:
+        return self.sources if bands is None else tuple(self.sources[i] for i in bands)
+
+    def preview(self, shape: tuple[int, int], bands: Sequence[int] | None = None) -> np.ndarray:
         """The whole grid as ``(band, *shape)`` float32 reflectance, read at reduced size.
+
+        ``bands`` (indexes into the sources) reads only those bands, in that order.
 
         Each file is read once at ``shape`` with average resampling, so GDAL takes its
         overviews (a COG's reduced-resolution levels, a JPEG 2000's wavelet levels) and a
@@ -298,17 +303,18 @@ class LazyReflectance:
         """
         from rasterio.enums import Resampling
 
-        out = np.empty((len(self.sources), int(shape[0]), int(shape[1])), np.float32)
+        sources = self._subset(bands)
+        out = np.empty((len(sources), int(shape[0]), int(shape[1])), np.float32)
         groups: dict[str, list[int]] = {}
-        for i, src in enumerate(self.sources):
+        for i, src in enumerate(sources):
             groups.setdefault(src.path, []).append(i)
         for members in groups.values():
-            first = self.sources[members[0]]
+            first = sources[members[0]]
             ds, lock = _dataset(first)
             try:
                 with lock:
                     dn = ds.read(
-                        [self.sources[i].index for i in members],
+                        [sources[i].index for i in members],
                         out_shape=(len(members), int(shape[0]), int(shape[1])),
                         resampling=Resampling.average,
                     )
@@ -318,7 +324,7 @@ class LazyReflectance:
                     f"Cannot read a preview of {first.path} ({exc}); the file is truncated or corrupt. "
                     "Download the product again."
                 ) from exc
-            out[members] = _to_reflectance(dn, [self.sources[i] for i in members])
+            out[members] = _to_reflectance(dn, [sources[i] for i in members])
         return out
 
     def _on_grid(self, src: BandSource, r1: int, c1: int) -> bool:

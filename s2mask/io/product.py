@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import rasterio
 import xarray as xr
 
 from s2mask.errors import ProductFormatError, ProductNotFoundError
-from s2mask.io._lazy import check_readable
+from s2mask.io._lazy import check_readable, reader_of
 from s2mask.io.geotiff import open_geotiff
 from s2mask.io.safe import open_safe
 
-__all__ = ["open_product", "product_kind"]
+__all__ = ["open_product", "product_kind", "read_preview"]
 
 _TIFF_SUFFIXES = {".tif", ".tiff", ".gtiff", ".vrt"}
 _TIFF_DRIVERS = {"GTiff", "COG", "VRT"}
@@ -113,3 +114,24 @@ def open_product(
     if p.is_file() and p.suffix.lower() == ".xml":
         p = p.parent
     return open_safe(p, bands=bands, resolution=resolution or 10, resampling=resampling, chunks=chunks)
+
+
+def read_preview(cube: xr.DataArray, *, bands: Sequence[str], shape: tuple[int, int]) -> xr.DataArray | None:
+    """``bands`` of a reader's cube, read once at ``shape`` from the files' reduced-resolution levels.
+
+    The readers' preview contract (used by the quick-look): the product stays opened once,
+    and each band file is read at ``shape`` with average resampling, so GDAL decodes a COG's
+    overviews or a JPEG 2000's wavelet levels instead of the full-resolution pixels.  Pixels
+    whose averaged DN is nodata are NaN.  Returns ``None`` when ``cube`` is not exactly what a
+    reader returned (it was selected or computed on since) or a band file has no overviews:
+    the caller then reduces the full-resolution cube itself.
+    """
+    reader = reader_of(cube)
+    names = [str(b) for b in cube["band"].values] if reader is not None else []
+    if reader is None or not set(bands) <= set(names):
+        return None
+    index = [names.index(b) for b in bands]
+    if not reader.has_overviews(index):
+        return None
+    data = reader.preview(shape, index)
+    return xr.DataArray(data, dims=("band", "y", "x"), coords={"band": list(bands)})
