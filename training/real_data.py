@@ -191,7 +191,13 @@ def _s2cloudless(root: Path) -> Iterator[RealScene]:
 
 def _nigeria(root: Path) -> Iterator[RealScene]:
     path = root / "sen12mscr_nigeria" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
-    yield RealScene("sen12mscr/nigeria", "L1C", _tif(path, _ESA13), source=str(path.relative_to(root)))
+    yield RealScene(
+        "sen12mscr/nigeria",
+        "L1C",
+        _tif(path, _ESA13),
+        source=str(path.relative_to(root)),
+        split="validation",  # real cumulus and shadows to choose checkpoints by
+    )
 
 
 def _slovenia(root: Path) -> Iterator[RealScene]:

@@ -8,7 +8,9 @@ import torch
 
 from s2mask.errors import DeviceError, InvalidParameterError
 
-__all__ = ["resolve_device", "set_threads"]
+__all__ = ["resolve_device", "set_threads", "resolve_precision", "cpu_has_fast_bf16"]
+
+_PRECISIONS = ("auto", "fp32", "bf16")
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -53,3 +55,30 @@ def set_threads(threads: int | None) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bfloat16 in hardware (AMX-BF16 or AVX512-BF16).
+
+    Without these units torch emulates bf16 and runs far slower than fp32, so ``auto``
+    never picks bf16 there.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln for ln in f if ln.startswith("flags")), "").split()
+    except OSError:  # not Linux: no cheap way to know, stay exact
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``device``: ``auto`` is bf16 on a CPU with bf16 units, fp32 on other CPUs.
+
+    CUDA always runs under autocast (bf16 where supported, else fp16) whatever this says.
+    """
+    p = str(precision).lower()
+    if p not in _PRECISIONS:
+        raise InvalidParameterError(f"Unknown precision {precision!r}; expected one of {', '.join(_PRECISIONS)}.")
+    if p == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+    return p

@@ -20,7 +20,7 @@ import torch
 from s2mask import __version__
 from s2mask.bands import resolve_bands
 from s2mask.errors import WeightsError
-from s2mask.model.device import resolve_device
+from s2mask.model.device import resolve_device, resolve_precision
 from s2mask.model.normalize import Normalization, fill_nodata, normalize
 from s2mask.model.unet import UNet
 
@@ -100,9 +100,17 @@ class LoadedModel:
     card's band order and returns class probabilities ``(N, K, H, W)`` float32.
     """
 
-    def __init__(self, net: torch.nn.Module, card: ModelCard, device: str | torch.device = "auto") -> None:
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        card: ModelCard,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+    ) -> None:
         self.card = card
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        """``fp32`` or ``bf16`` (CPU autocast); CUDA always runs under autocast."""
         self.net = net.to(self.device).eval()
         if self.device.type == "cpu":
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -127,6 +135,9 @@ class LoadedModel:
             if dev.type == "cuda":
                 dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
                 with torch.autocast("cuda", dtype=dtype):
+                    logits = self.net(x)
+            elif self.precision == "bf16":
+                with torch.autocast(dev.type, dtype=torch.bfloat16):
                     logits = self.net(x)
             else:
                 logits = self.net(x)
@@ -183,8 +194,13 @@ def load_model(
     *,
     device: str | torch.device = "auto",
     card_overrides: dict[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> LoadedModel:
-    """Load a shipped model by name (``"s2-9"``, ``"rgbn"``) or a weights file, ready for inference."""
+    """Load a shipped model by name (``"s2-9"``, ``"rgbn"``) or a weights file, ready for inference.
+
+    ``precision``: ``fp32`` (exact), ``bf16`` (CPU autocast) or ``auto`` (bf16 where the CPU
+    has bf16 units: AMX or AVX512-BF16; see :func:`s2mask.model.device.resolve_precision`).
+    """
     shipped = shipped_models()
     path = Path(weights)
     if str(weights) in shipped:
@@ -214,4 +230,4 @@ def load_model(
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise WeightsError(f"The weights in {path} do not fit the network their card describes: {exc}") from exc
-    return LoadedModel(net, card, device)
+    return LoadedModel(net, card, device, precision)

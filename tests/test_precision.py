@@ -1,0 +1,40 @@
+"""Reduced precision: bf16 on CPUs with bf16 units, masks within tolerance of fp32 on real pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s2mask.errors import InvalidParameterError
+from s2mask.model import load_model
+from s2mask.model.device import cpu_has_fast_bf16, resolve_precision
+
+
+def test_precision_choice() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("BF16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # CUDA has its own autocast
+    with pytest.raises(InvalidParameterError, match="fp16"):
+        resolve_precision("fp16", cpu)
+    assert load_model("rgbn", device="cpu").precision == "fp32"  # the library default is exact
+
+
+@pytest.mark.parametrize("name", ["s2-9", "rgbn"])
+def test_bf16_masks_agree_with_fp32_on_a_real_scene(shared_data: Path, name: str) -> None:
+    from training.real_scenes import approximate_bands, predict_array
+
+    with np.load(shared_data / "s2cloudless_testscene" / "input_arrays.npz") as d:
+        img = d["s2_im"][0, 300:556, :256]
+    esa = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+    have = {b: np.ascontiguousarray(img[..., i]) for i, b in enumerate(esa)}
+    exact, fast = load_model(name, device="cpu"), load_model(name, device="cpu", precision="bf16")
+    x, _ = approximate_bands(have, exact.bands)
+    p32, p16 = exact.predict_proba(x[None])[0], fast.predict_proba(x[None])[0]
+    assert np.abs(p32 - p16).max() < 0.2 and np.abs(p32 - p16).mean() < 0.01
+    a, b = predict_array(exact, x), predict_array(fast, x)
+    assert (a == b).mean() > 0.99
+    assert len(np.unique(a)) >= 2  # the crop holds cloud and clear: agreement is not trivial
