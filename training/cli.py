@@ -113,6 +113,7 @@ def train_cli() -> None:
 @click.option("--init", default=None, help="Shipped model name or weights to fine-tune.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--amp/--no-amp", default=False, show_default=True, help="bfloat16 autocast (CUDA, AMX CPUs).")
 @click.option("--name", default="s2mask-unet", show_default=True, help="Model name in the card.")
 @click.option("--training-data", default="", help="Description of the data for the card.")
 @click.option(
@@ -143,6 +144,7 @@ def train(
     init,
     device,
     threads,
+    amp,
     name,
     training_data,
     export,
@@ -176,6 +178,7 @@ def train(
         init=init,
         device=device,
         threads=threads,
+        amp=amp,
         name=name,
         training_data=training_data,
         command=" ".join(shlex.quote(a) for a in ["s2mask", "train", *sys.argv[2:]])

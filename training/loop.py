@@ -84,6 +84,8 @@ class TrainConfig:
     """Number of sample prediction images to write."""
     log_every: int = 50
     """Print the running loss every this many steps."""
+    amp: bool = False
+    """Train under bfloat16 autocast (CUDA, or a CPU with bf16 units: about 2x faster on AMX)."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                 break
             x, y = normalize(x.to(device)), y.to(device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                logits = net(x)
+            loss = loss_fn(logits.float(), y)
             if torch.isfinite(loss):
                 loss.backward()
                 opt.step()

@@ -60,6 +60,8 @@ class ModelCard:
     """Architecture name; only ``unet4`` exists."""
     training_data: str = ""
     """What the model was trained on."""
+    levels: tuple[str, ...] = ("L1C", "L2A")
+    """Processing levels the model was trained and evaluated on (one model serves both)."""
     command: str = ""
     """The exact command that produced the weights."""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +71,7 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["bands"], d["classes"] = list(self.bands), list(self.classes)
+        d["bands"], d["classes"], d["levels"] = list(self.bands), list(self.classes), list(self.levels)
         d["normalization"] = self.normalization.to_dict()
         return d
 
@@ -79,6 +81,7 @@ class ModelCard:
             d = dict(d)
             d["bands"] = resolve_bands(list(d["bands"]))
             d["classes"] = tuple(d.get("classes", CLASSES))
+            d["levels"] = tuple(d.get("levels", ("L1C", "L2A")))
             d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
             known = {f for f in cls.__dataclass_fields__}
             return cls(**{k: v for k, v in d.items() if k in known})
