@@ -105,6 +105,8 @@ def test_masks_over_http_equal_masks_from_files(scenes: dict, tmp_path: Path) ->
             read_mask(tmp_path / "out" / f"{item_id}_mask.tif"), scenes["reference"][item_id]
         )
     assert {status for _, _, status in cogs.log} <= {200, 206} and sum(cogs.bytes_sent.values()) > 0
+    # no directory listing and no sidecar probes (.aux.xml, .ovr, .msk): only the band COGs were asked for
+    assert {path for _, path, _ in cogs.log} == {f"{i}/{b}.tif" for i in IDS for b in DEFAULT_BANDS}
 
 
 @needs_rustac
