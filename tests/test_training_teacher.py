@@ -130,3 +130,22 @@ def test_augment_moves_soft_and_hard_labels_alike() -> None:
     xn, yn = nodata_edge(x, y, np.random.default_rng(3))
     blank = np.isnan(xn).all(0)
     assert blank.any() and not blank.all() and (yn[blank] == 255).all() and (yn[~blank] == y[~blank]).all()
+
+
+def test_missing_band_augmentation_matches_the_inference_approximation() -> None:
+    from training.augment import MISSING_BAND_SETS, approximate_missing
+    from training.real_scenes import approximate_bands
+
+    bands = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")
+    x = np.random.default_rng(0).random((9, 8, 8), dtype=np.float32)
+    seen = set()
+    for seed in range(20):
+        out = approximate_missing(x, bands, np.random.default_rng(seed))
+        changed = tuple(b for i, b in enumerate(bands) if not np.allclose(out[i], x[i]))
+        assert changed in MISSING_BAND_SETS
+        ref, approx = approximate_bands({b: x[i] for i, b in enumerate(bands) if b not in changed}, bands)
+        assert tuple(approx) == changed and np.array_equal(out, ref)
+        seen.add(changed)
+    assert len(seen) == len(MISSING_BAND_SETS)
+    rgbn = x[[0, 1, 2, 6]]
+    assert np.array_equal(approximate_missing(rgbn, RGBN, np.random.default_rng(0)), rgbn)

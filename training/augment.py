@@ -24,6 +24,9 @@ class Augment:
     """Random rotations by multiples of 90 degrees."""
     nodata: float = 0.0
     """Probability that a sample gets a nodata corner or swath edge (NaN, label ignored)."""
+    missing_bands: float = 0.0
+    """Probability that bands some products lack (red edge, B12) are replaced by the
+    approximation inference uses for them (:func:`training.real_scenes.approximate_bands`)."""
 
 
 def random_crop(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator):
@@ -54,7 +57,30 @@ def _pad(x: np.ndarray, y: np.ndarray, size: int):
     return x, y
 
 
-def augment(x: np.ndarray, y: np.ndarray, aug: Augment, rng: np.random.Generator):
+MISSING_BAND_SETS = (("B05", "B06", "B07"), ("B05", "B07", "B12"), ("B12",))
+"""Bands real 4-, 6- and 10-band products lack (ukis-csmask's 6 bands; B02-B04,B06,B08,B11 chips)."""
+
+
+def approximate_missing(x: np.ndarray, bands: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:
+    """Replace one of :data:`MISSING_BAND_SETS` (those in ``bands``) by its approximation."""
+    from training.real_scenes import approximate_bands
+
+    sets = [s for s in MISSING_BAND_SETS if set(s) <= set(bands)]
+    if not sets:
+        return x
+    drop = sets[int(rng.integers(len(sets)))]
+    have = {b: x[i] for i, b in enumerate(bands) if b not in drop}
+    out, _ = approximate_bands(have, bands)
+    return out
+
+
+def augment(
+    x: np.ndarray,
+    y: np.ndarray,
+    aug: Augment,
+    rng: np.random.Generator,
+    bands: tuple[str, ...] | None = None,
+):
     """Flip and rotate ``x`` (C, H, W) and ``y`` (H, W) together; returns contiguous copies."""
     if aug.flips:
         if rng.random() < 0.5:
@@ -66,6 +92,8 @@ def augment(x: np.ndarray, y: np.ndarray, aug: Augment, rng: np.random.Generator
         x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k, axes=(-2, -1))
     if aug.nodata and rng.random() < aug.nodata:
         x, y = nodata_edge(x, y, rng)
+    if bands and aug.missing_bands and rng.random() < aug.missing_bands:
+        x = approximate_missing(np.asarray(x, np.float32), tuple(bands), rng)
     return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
 

@@ -101,6 +101,14 @@ def train_cli() -> None:
     show_default=True,
     help="Share of training samples given a nodata corner or swath edge.",
 )
+@click.option(
+    "--missing-bands",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of samples whose red-edge/B12 bands are replaced by the approximation used for "
+    "products that lack them.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--class-weights", default=None, help="Comma list, one per class (e.g. 1,1,2).")
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Steps per epoch cap.")
@@ -136,6 +144,7 @@ def train(
     flips,
     rotations,
     nodata_edges,
+    missing_bands,
     seed,
     class_weights,
     max_steps,
@@ -169,7 +178,7 @@ def train(
         width=width,
         crop=crop,
         window_size=window_size,
-        aug=Augment(flips=flips, rotations=rotations, nodata=nodata_edges),
+        aug=Augment(flips=flips, rotations=rotations, nodata=nodata_edges, missing_bands=missing_bands),
         seed=seed,
         class_weights=_floats(class_weights),
         max_steps=max_steps,

@@ -122,7 +122,7 @@ class PatchDataset(torch.utils.data.Dataset):
         x, y = self.source[i]
         if self.train:
             x, y = random_crop(x, y, self.crop, self.rng)
-            x, y = augment(x, y, self.aug, self.rng)
+            x, y = augment(x, y, self.aug, self.rng, getattr(self.source, "bands", None))
         else:
             x, y = center_crop(x, y, self.crop)
         x = np.ascontiguousarray(x, dtype=np.float32)
