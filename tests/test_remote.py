@@ -300,3 +300,30 @@ def test_a_403_re_signs_the_url_and_a_404_fails_at_once() -> None:
     ):
         _read_with_retries(missing, "https://h/B02.tif?token=SECRET", reads, None)
     assert len(seen) == 1  # a permanent answer is not retried
+
+
+@needs_rustac
+@pytest.mark.slow  # 27 files, each with two rounds of faults and backoff: about 40 s
+def test_composite_over_http_survives_faults_and_equals_the_file_composite(
+    scenes: dict, tmp_path: Path
+) -> None:
+    def composite(url: str, out: Path) -> np.ndarray:
+        args = ["composite", "--stac-bbox", scenes["bbox"], "--date", "2024-06", "--url", url,
+                "--collection", "sentinel-2-c1-l2a", "-o", str(out), "-q"]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as src:
+            return src.read()
+
+    with RustacServer(scenes["items"], tmp_path / "api_file") as api:
+        expected = composite(api.url, tmp_path / "file.tif")
+    with (
+        RangeServer(
+            scenes["root"], Faults(transient=True, later=3)
+        ) as cogs,  # composite reads each file 3 times
+        RustacServer(over_http(scenes["items"], cogs), tmp_path / "api_http") as api,
+    ):
+        got = composite(api.url, tmp_path / "http.tif")
+    np.testing.assert_array_equal(got, expected)
+    assert got[-1].max() >= 2  # the count layer: several clear observations were combined
+    assert all(cogs.statuses(path).count(503) >= 2 for path in cogs.reads)  # faults met on every file read
