@@ -133,7 +133,9 @@ def test_a_missing_band_fails_its_item_with_one_line_and_the_others_finish(
     url = f"{cogs.url}/{missing}"
     lines = [line for line in result.output.splitlines() if url in line]
     assert lines and all("HTTP 404" in line for line in lines), result.output
-    assert any(line.strip().startswith(f"{IDS[1]}: RemoteReadError") for line in lines), result.output
+    assert any(line.strip().startswith(f"{IDS[1]}: ") for line in lines), (
+        result.output
+    )  # the summary names the item
     for item_id in (IDS[0], IDS[2]):
         np.testing.assert_array_equal(read_mask(out / f"{item_id}_mask.tif"), scenes["reference"][item_id])
     assert not list(out.glob(f"{IDS[1]}*")) and not list(out.glob(".*"))  # nothing partial of the failed item

@@ -400,6 +400,13 @@ def sign_item(item: pystac.Item, preset: StacPreset | None) -> pystac.Item:
     return planetary_computer.sign(item)
 
 
+def _signs(preset: StacPreset | None) -> bool:
+    """Whether hrefs of ``preset`` are signed here (its provider needs it and planetary-computer is installed)."""
+    import importlib.util
+
+    return preset is not None and preset.sign and importlib.util.find_spec("planetary_computer") is not None
+
+
 def _resign_url(url: str) -> str:
     """A freshly signed Planetary Computer URL for ``url`` (whose token may have expired)."""
     import planetary_computer
@@ -532,7 +539,7 @@ def open_stac_item(
         chunks={"x": int(chunks), "y": int(chunks)},
         resampling=_check_resampling(resampling),
         fail_on_error=True,
-        driver=reader_driver(remote, resign=_resign_url if preset is not None and preset.sign else None),
+        driver=reader_driver(remote, resign=_resign_url if _signs(preset) else None),
         **grid,
     )
     ds = ds.isel(time=0, drop=True) if "time" in ds.dims else ds
