@@ -276,3 +276,47 @@ def test_make_synthetic_train_evaluate_and_export_model_through_s2mask(
         tmp_path / "m.safetensors",
     )
     assert read(tmp_path / "mask.tif")[0].shape == (256, 256)
+
+
+# ---------------------------------------------------------------- s2mask composite: method, buffer and grid
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> list[str]:
+    """Three 64 px scenes (B02 0.1, 0.2, 0.6) with masks: scene 1 cloudy in rows 0-19, the others clear."""
+    from tests.test_cli_composite import _scene, _write
+
+    rows = (slice(0, 20), slice(0, 0), slice(0, 0))
+    pairs = [
+        _write(tmp_path, i, *_scene(v, r)) for i, (v, r) in enumerate(zip((0.1, 0.2, 0.6), rows, strict=True))
+    ]
+    return [str(p) for p, _ in pairs] + [arg for _, m in pairs for arg in ("--mask", str(m))]
+
+
+def _b02(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(src.descriptions.index("B02") + 1).astype(float) / 10000
+
+
+def test_composite_method_and_buffer(three: list[str], tmp_path: Path) -> None:
+    for name, extra in (("median", []), ("mean", ["--method", "mean"]), ("buffered", ["--buffer", "3"])):
+        invoke("composite", *three, "-o", tmp_path / f"{name}.tif", *extra)
+    median, mean, buffered = (_b02(tmp_path / f"{n}.tif") for n in ("median", "mean", "buffered"))
+    np.testing.assert_allclose(median[10], 0.4, atol=1e-4)  # scene 1 cloudy: median of 0.2 and 0.6
+    np.testing.assert_allclose(median[30], 0.2, atol=1e-4)  # all clear: median of 0.1, 0.2, 0.6
+    np.testing.assert_allclose(mean[30], 0.3, atol=1e-4)
+    np.testing.assert_allclose(median[21], 0.2, atol=1e-4)  # rows 20-22 are clear in scene 1 ...
+    np.testing.assert_allclose(buffered[21], 0.4, atol=1e-4)  # ... but within 3 px of its cloud
+    np.testing.assert_allclose(buffered[24], 0.2, atol=1e-4)
+
+
+def test_composite_crs_grid_resolution_and_grid_bbox(three: list[str], tmp_path: Path) -> None:
+    invoke("composite", *three, "-o", tmp_path / "utm.tif", "--grid-resolution", 20,
+           "--grid-bbox", "600100,1299500,600500,1299900")  # fmt: skip
+    with rasterio.open(tmp_path / "utm.tif") as src:
+        assert src.crs.to_epsg() == 32631 and src.res == (20.0, 20.0)
+        assert tuple(src.bounds) == (600100, 1299500, 600500, 1299900)
+    invoke("composite", *three, "-o", tmp_path / "merc.tif", "--crs", "EPSG:3857", "--grid-resolution", 30)
+    with rasterio.open(tmp_path / "merc.tif") as src:
+        assert src.crs.to_epsg() == 3857 and src.res == (30.0, 30.0)
+        assert 0.05 < np.nanmean(_b02(tmp_path / "merc.tif")[src.read(src.count) > 0]) < 0.6
