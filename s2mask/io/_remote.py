@@ -108,7 +108,13 @@ def _vsi_path(uri: str) -> str | None:
 
 
 def _uncached(uri: str) -> Any:
-    """An environment in which GDAL drops and bypasses what it cached of ``uri`` (a cut body stays cached)."""
+    """An environment in which GDAL bypasses its cache of downloaded ranges for ``uri``.
+
+    A body cut short stays in that cache, so a plain retry would read the same broken bytes.
+    GDAL splits this option's value on ``:``, so for a URL the prefix that matches is
+    ``/vsicurl/http``: while the option is set (in this thread, for one retry) every HTTP file
+    bypasses the cache.
+    """
     import rasterio.env
 
     vsi = _vsi_path(uri)
