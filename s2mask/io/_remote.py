@@ -2,12 +2,12 @@
 
 Without these, remote reads run on whatever GDAL's defaults of the day are (no retry,
 a directory listing per open, no timeout).  :class:`RemoteReads` states what s2mask
-wants and :func:`reader_driver` applies it as an odc-stac reader driver.  The driver puts the GDAL options into the dask graph
-that odc-stac builds and restores them around every read task, so the same settings
-reach threads and dask.distributed workers alike.  It also retries a block read that
-GDAL gave up on (a body cut short mid-transfer is not one of GDAL's retried cases) and
-turns a read that keeps failing into one :class:`~s2mask.errors.RemoteReadError` that
-names the URL and the HTTP status.
+wants and :func:`reader_driver` applies it as an odc-stac reader driver.  The driver
+puts the GDAL options into the dask graph that odc-stac builds and restores them around
+every read task, so the same settings reach threads and dask.distributed workers alike.
+It also retries a block read that GDAL gave up on (a body cut short mid-transfer is not
+one of GDAL's retried cases) and turns a read that keeps failing into one
+:class:`~s2mask.errors.RemoteReadError` that names the URL and the HTTP status.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ __all__ = ["RemoteReads", "http_status", "public_url", "reader_driver"]
 log = logging.getLogger(__name__)
 
 RETRY_CODES = (429, 500, 502, 503, 504)
-"""HTTP answers GDAL retries (it also retries dropped connections and truncated bodies)."""
+"""HTTP answers GDAL retries (it also retries timeouts and reset connections; bodies cut short are retried
+by the reader driver)."""
 
 
 @dataclass(frozen=True, kw_only=True)
