@@ -301,21 +301,35 @@ def evaluate(
 
 
 @train_cli.command("evaluate-scenes")
-@click.option("--weights", required=True, help="Shipped model name, .safetensors or checkpoint.")
+@click.option(
+    "--weights",
+    required=True,
+    multiple=True,
+    help="Shipped model name, .safetensors or checkpoint (repeat to compare models).",
+)
 @click.option("--shared-data", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @click.option("--device", default="auto", show_default=True)
-def evaluate_scenes(weights, shared_data, json_out, device) -> None:
-    """Accuracy on the real labelled scenes (ukis reference mask, s2cloudless cloud mask)."""
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True)
+@click.option("--peer/--no-peer", default=True, show_default=True, help="ukis-csmask on the same arrays.")
+def evaluate_scenes(weights, shared_data, json_out, device, precision, peer) -> None:
+    """Accuracy on every real labelled scene here (ukis mask, Sen2Cor SCL, s2cloudless mask), beside ukis-csmask.
+
+    Prints the JSON, then a markdown table (the README's)."""
     from s2mask.model import load_model
     from training.evaluate import write_json
-    from training.real_scenes import evaluate_real_scenes
+    from training.real_scenes import evaluate_real_scenes, format_scene_table
 
     def go():
-        res = evaluate_real_scenes(load_model(weights, device=device), shared_data)
-        click.echo(json.dumps(res, indent=2))
+        res = {}
+        for i, w in enumerate(weights):
+            model = load_model(w, device=device, precision=precision)
+            res[w] = evaluate_real_scenes(model, shared_data, peer=peer and i == 0)
+        out = res[weights[0]] if len(weights) == 1 else res
+        click.echo(json.dumps(out, indent=2))
+        click.echo(format_scene_table(res))
         if json_out:
-            write_json(res, json_out)
+            write_json(out, json_out)
 
     _run(go)
 

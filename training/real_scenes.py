@@ -33,6 +33,7 @@ __all__ = [
     "evaluate_peer",
     "evaluate_nodata_edges",
     "nodata_edge_shares",
+    "format_scene_table",
     "UKIS_TO_PROJECT",
     "S2CLOUDLESS_HELDOUT_ROW",
 ]
@@ -311,6 +312,45 @@ def evaluate_nodata_edges(model, shared_data: str | Path) -> dict:
         corner = (yy / h + xx / w) < 0.45  # a swath-edge-like diagonal corner
         out[f"{sc.name} ({sc.level})"] = nodata_edge_shares(model, x, corner | np.isnan(x).any(axis=0))
     return out
+
+
+def _ious(d: dict) -> str:
+    return " / ".join(f"{v:.3f}" for v in d["per_class_iou"].values())
+
+
+def format_scene_table(results: dict[str, dict]) -> str:
+    """A markdown table of :func:`evaluate_real_scenes` results by model name, with the peer's rows."""
+    head = (
+        "| model | ukis scene macro IoU (IoU clear / cloud / shadow) | ukis shadow recall | "
+        "s2cloudless scene, L1C: cloud IoU all / held-out rows | Accra L2A vs Sen2Cor SCL: macro IoU "
+        "(clear / cloud / shadow) | Accra cloud / shadow recall | nodata edge: shadow share near / far |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    rows, peer = [head], None
+    for name, r in results.items():
+        u, s2, a = r["ukis"], r["s2cloudless"], r["accra_scl"]
+        edges = r.get("nodata_edges", {})
+        near = max((e["near"]["shadow"] for e in edges.values()), default=float("nan"))
+        far = max((e["far"]["shadow"] for e in edges.values()), default=float("nan"))
+        approx = ", ".join(
+            sorted(set(u.get("approximated_bands", [])) | set(a.get("approximated_bands", [])))
+        )
+        rows.append(
+            f"| `{name}`{f' ({approx} approximated where absent)' if approx else ''} | "
+            f"{u['macro_iou']:.3f} ({_ious(u)}) | {u['shadow_recall']:.3f} | "
+            f"{s2['cloud_iou']:.3f} / {s2['cloud_iou_heldout_rows']:.3f} | {a['macro_iou']:.3f} ({_ious(a)}) | "
+            f"{a['cloud_recall']:.3f} / {a['shadow_recall']:.3f} | {near:.3f} / {far:.3f} |"
+        )
+        peer = r.get("peer") or peer
+    if peer and "ukis" in peer:
+        u, s2, a = peer["ukis"], peer["s2cloudless"], peer["accra_scl"]
+        rows.append(
+            f"| {u['peer']} (L1C model) / {a['peer']} (Accra), same arrays | {u['macro_iou']:.3f} ({_ious(u)}) | "
+            f"{u['confusion'][2][2] / max(1, sum(u['confusion'][2])):.3f} | "
+            f"{s2['cloud_iou']:.3f} / {s2['cloud_iou_heldout_rows']:.3f} | {a['macro_iou']:.3f} ({_ious(a)}) | "
+            f"{a['cloud_recall']:.3f} / {a['shadow_recall']:.3f} | |"
+        )
+    return "\n".join(rows)
 
 
 def evaluate_real_scenes(model, shared_data: str | Path, *, peer: bool = True) -> dict:
