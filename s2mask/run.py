@@ -376,42 +376,26 @@ def run_many(
         OutputError: ``out_dir`` is a file or cannot be created (before any product runs).
     """
     from s2mask._atomic import ensure_folder, remove_stale_temps
+    from s2mask._batch import run_batch
 
-    report = BatchReport()
     out_dir = ensure_folder(out_dir)
     remove_stale_temps(out_dir)  # temporaries of runs killed hours ago (SIGKILL cannot clean up)
-    seen: dict[Path, str] = {}
-    for product in products:
-        out = out_dir / f"{product_stem(product)}_mask.tif"
-        if out in seen:
-            _fail(report, on_error, product, OutputExistsError(
-                f"{product} would write {out}, like {seen[out]} before it; expected one product per output "
-                "name. Pass each product once, or run products with the same name into different folders."
-            ))
-            continue
-        seen[out] = str(product)
-        if resume and mask_is_valid(out):
-            report.skipped.append(out)
-            continue
-        try:
-            opts = options if not resume else _with_overwrite(options)
-            report.done.append(run_product(product, out, model=model, options=opts))
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad product must not stop the batch
-            _fail(report, on_error, product, exc)
-    return report
-
-
-def _fail(report: BatchReport, on_error: Callable[[str, Exception], None] | None, product: Any,
-          exc: Exception) -> None:
-    reason = str(exc) if isinstance(exc, S2MaskError) else (
-        f"unexpected {type(exc).__name__}: {exc} (this may be a bug in s2mask; rerun with --debug "
-        "for the traceback and report it)"
+    opts = _with_overwrite(options) if resume else options  # --resume redoes absent or invalid masks in place
+    outcomes = run_batch(
+        [(str(p), out_dir / f"{product_stem(p)}_mask.tif") for p in products],
+        lambda i, name, out: run_product(products[i], out, model=model, options=opts),
+        skip=mask_is_valid if resume else None,
+        on_error=on_error,
     )
-    report.failed.append((str(product), reason))
-    if on_error:
-        on_error(str(product), exc)
+    report = BatchReport()
+    for o in outcomes:
+        if o.status == "done":
+            report.done.append(o.value)
+        elif o.status == "skipped":
+            report.skipped.append(o.target)
+        else:
+            report.failed.append((o.name, o.reason))
+    return report
 
 
 def product_stem(product: str | Path) -> str:

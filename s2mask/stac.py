@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s2mask._batch import run_batch
 from s2mask.bands import DEFAULT_BANDS
 from s2mask.errors import EmptySearchError, InvalidParameterError, OutputError, OutputExistsError
 from s2mask.io._remote import RemoteReads
@@ -174,29 +175,29 @@ def run_stac(
         return StacRunResult(outputs, (), None, dry_run=True)
     _prepare_out_dir(out_dir, [p for _, p in plan], overwrite=overwrite, resume=resume)
 
-    # one item at a time: open lazily, run the shared pipeline, count the classes
+    # one item at a time (the batch loop of s2mask run): open lazily, run the pipeline, count the classes
     remote = RemoteReads(timeout=timeout, retries=retries, backoff=backoff)
+
+    def work(i: int, item_id: str, path: Path) -> dict[str, float | None]:
+        cube = open_stac_item(
+            plan[i][0], bands=bands, resolution=resolution, bbox=box if crop else None, chunks=chunks,
+            preset=preset, allowed_schemes=allowed_schemes, remote=remote, resampling=resampling,
+        )  # fmt: skip
+        run_one(cube, path)
+        return mask_fractions(path)
+
+    outcomes = run_batch(
+        [(item.id, path) for item, path in plan], work, skip=_is_complete if resume and not overwrite else None,
+        on_start=on_item, on_error=lambda item_id, exc: log.error("Item %s failed: %s", item_id, exc),
+    )  # fmt: skip
     outputs: list[ItemOutput] = []
     failures: list[ItemFailure] = []
-    for n, (item, path) in enumerate(plan, start=1):
-        if on_item:
-            on_item(n, len(plan), item.id)
-        if resume and not overwrite and _is_complete(path):
-            outputs.append(_output(item, path, status="skipped", fractions=_safe_fractions(path)))
-            continue
-        try:
-            cube = open_stac_item(
-                item, bands=bands, resolution=resolution, bbox=box if crop else None, chunks=chunks,
-                preset=preset, allowed_schemes=allowed_schemes, remote=remote, resampling=resampling,
-            )  # fmt: skip
-            run_one(cube, path)
-            outputs.append(_output(item, path, status="done", fractions=mask_fractions(path)))
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad item must not stop the batch
-            message = f"{type(exc).__name__}: {exc}"
-            log.error("Item %s failed: %s", item.id, message)
-            failures.append(ItemFailure(item.id, message))
+    for (item, path), o in zip(plan, outcomes, strict=True):
+        if o.status == "failed":
+            failures.append(ItemFailure(item.id, o.reason))
+        else:
+            fractions = o.value if o.status == "done" else _safe_fractions(path)
+            outputs.append(_output(item, path, status=o.status, fractions=fractions))
 
     # the index of what exists now
     index = _write_index(out_dir / INDEX_NAME, plan, outputs, failures, url=url, collection=collection)

@@ -30,3 +30,30 @@ def test_options_are_frozen_and_keyword_only(options: type) -> None:
         made.resolution = 10  # type: ignore[misc]
     assert made.resolution == 20 and made.resampling == "nearest"
     assert all(f.kw_only for f in dataclasses.fields(options))
+
+
+def test_one_batch_loop_claims_skips_and_goes_on_past_failures(tmp_path: Path) -> None:
+    from s2mask._batch import run_batch
+    from s2mask.errors import CorruptDataError
+
+    jobs = [("a", tmp_path / "a.tif"), ("b", tmp_path / "b.tif"), ("a again", tmp_path / "a.tif"),
+            ("c", tmp_path / "c.tif"), ("d", tmp_path / "d.tif")]  # fmt: skip
+    started, errors = [], []
+
+    def work(i: int, name: str, target: Path) -> str:
+        if name == "b":
+            raise CorruptDataError("b.jp2 is truncated; download it again.")
+        if name == "c":
+            raise ZeroDivisionError("division by zero")
+        return f"{i}:{target.name}"
+
+    outcomes = run_batch(jobs, work, skip=lambda t: t.name == "d.tif",
+                         on_start=lambda n, total, name: started.append((n, total, name)),
+                         on_error=lambda name, exc: errors.append(name))  # fmt: skip
+    assert [(o.name, o.status) for o in outcomes] == [
+        ("a", "done"), ("b", "failed"), ("a again", "failed"), ("c", "failed"), ("d", "skipped"),
+    ]  # fmt: skip
+    assert outcomes[0].value == "0:a.tif" and outcomes[1].reason == "b.jp2 is truncated; download it again."
+    assert "would write" in outcomes[2].reason and "like a before it" in outcomes[2].reason
+    assert outcomes[3].reason.startswith("unexpected ZeroDivisionError: division by zero (this may be a bug")
+    assert [s[2] for s in started] == [j[0] for j in jobs] and errors == ["b", "a again", "c"]
