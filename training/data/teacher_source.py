@@ -43,6 +43,9 @@ class TeacherSource:
     """The scenes of one split of a teacher dataset that hold every requested band."""
 
     soft = True
+    temperature = 0.5
+    """Teacher probabilities are sharpened as ``p ** (1 / T)`` (renormalised): flip/rotation
+    averaging blurs them, and a blurred shadow target teaches a student to call shadow clear."""
 
     def __init__(
         self,
@@ -112,4 +115,9 @@ class TeacherSource:
         v = valid[r : r + t, c : c + t]
         img = x[:, r : r + t, c : c + t].astype(np.float32) * np.float32(1e-4)
         img[:, ~v] = np.nan
-        return img, probs[:, r : r + t, c : c + t].astype(np.float32) * np.float32(self.scale)
+        p = probs[:, r : r + t, c : c + t].astype(np.float32) * np.float32(self.scale)
+        if self.temperature != 1.0:
+            p = p ** (1.0 / self.temperature)
+            total = p.sum(0, keepdims=True)
+            p = np.where(total > 0, p / np.maximum(total, 1e-12), 0.0).astype(np.float32)
+        return img, p
