@@ -16,6 +16,12 @@ Every file s2mask writes (COGs, quick-looks, JSON summaries) goes through
 Operating-system failures while writing (disk full, permission denied, ...) become
 :class:`~s2mask.errors.OutputError`; other exceptions propagate unchanged.
 
+The several outputs of one product (mask, probabilities, summary, quick-look; a composite
+and its quick-look) are one :class:`OutputTransaction`: staged beside their targets, then
+published in order, the one ``--resume`` checks last, or removed together.  SIGTERM becomes
+``SystemExit`` in the CLI (:func:`sigterm_as_exit`) so these clean-ups run; what a SIGKILL
+leaves behind is removed by the next batch into the folder (:func:`remove_stale_temps`).
+
 Output folders follow one rule: writers (:func:`check_target`, hence ``write_cog``,
 ``write_summary``...) refuse a missing folder, and the orchestrators that produce a product's
 outputs (``run_product``, ``run_many``, ``run_stac``, ``composite_products``, ``composite_stac``,

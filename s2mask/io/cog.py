@@ -9,9 +9,15 @@
 2. **Convert** it with GDAL's COG driver (``rasterio.shutil.copy``): 512 px tiles,
    DEFLATE (horizontal predictor for integers, floating-point predictor for floats),
    overviews down to one tile resampled with ``MODE`` by default (never ``AVERAGE`` for
-   classes), nodata, colour table, band descriptions and tags copied along.
+   classes), nodata, colour table, band descriptions and tags copied along.  The tile size
+   is chosen so that no level is exactly as wide as its tile (validators read that as "not
+   tiled"; a 856 x 512 raster gets 256 px tiles).
 3. **Validate** the COG with ``rio_cogeo.cogeo.cog_validate`` and rename it onto the target
-   in one step (:mod:`s2mask._atomic`).
+   in one step (:mod:`s2mask._atomic`); class names (``categories=``) go to GDAL's side file
+   ``<target>.aux.xml`` (category names and a raster attribute table), published just before.
+
+What a mask looks like (classes, names, colours, nodata) is :mod:`s2mask.mask`'s to say
+(:func:`s2mask.mask.mask_write_options`); this module writes what it is given.
 
 Schedulers.  With the local schedulers (threads, synchronous), model predictions are
 computed strip by strip (:func:`s2mask.engine.stream.stream_blocks`, memory that does not
