@@ -102,6 +102,11 @@ def cli(debug: bool) -> None:
     logging.getLogger("odc.loader").addHandler(logging.NullHandler())
 
 
+def _keep_precision(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    ctx.meta["s2mask.precision"] = value
+    return value
+
+
 def model_options(f):  # noqa: ANN001, ANN201
     """Options shared by commands that run the model."""
     options = [
@@ -113,6 +118,10 @@ def model_options(f):  # noqa: ANN001, ANN201
                      show_default=True, help="Compute device; auto picks CUDA, then MPS, then CPU."),
         click.option("--threads", type=click.IntRange(1, 256), default=None,
                      help="Torch threads per process (default: all available cores)."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
+                     show_default=True, expose_value=False, callback=_keep_precision,
+                     help="CPU arithmetic: auto is bf16 where the CPU has bf16 units (AMX, AVX512-BF16), "
+                          "else fp32. Local runs; cluster workers use auto."),
         click.option("--window", type=click.IntRange(32, 4096), default=None,
                      help="Window size in px (default: the model card's)."),
         click.option("--overlap", type=click.IntRange(0, 2048), default=None, help="Window overlap in px."),
@@ -154,7 +163,8 @@ def _load_model(model_name: str, weights: str | None, device: str, threads: int 
     from s2mask.model import load_model, set_threads
 
     set_threads(threads)
-    return load_model(weights or model_name, device=device)
+    precision = click.get_current_context().meta.get("s2mask.precision", "auto")
+    return load_model(weights or model_name, device=device, precision=precision)
 
 
 def _cluster(scheduler: str | None, workers: int | None, weights: str, device: str, threads: int | None):  # noqa: ANN202

@@ -38,3 +38,32 @@ def test_bf16_masks_agree_with_fp32_on_a_real_scene(shared_data: Path, name: str
     a, b = predict_array(exact, x), predict_array(fast, x)
     assert (a == b).mean() > 0.99
     assert len(np.unique(a)) >= 2  # the crop holds cloud and clear: agreement is not trivial
+
+
+def test_cli_precision_reaches_the_model(shared_data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import rasterio
+
+    from s2mask.model import weights as weights_module
+    from tests.reliability_helpers import run_main
+
+    scene = shared_data / "sen12mscr_nigeria" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
+    seen: list[str] = []
+    real_init = weights_module.LoadedModel.__init__
+
+    def spy(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003
+        real_init(self, *a, **kw)
+        seen.append(self.precision)
+
+    monkeypatch.setattr(weights_module.LoadedModel, "__init__", spy)
+    masks = {}
+    for prec in ("fp32", "bf16"):
+        out = tmp_path / f"{prec}.tif"
+        bands = "B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B10,B11,B12"
+        res = run_main(
+            ["run", scene, "-o", out, "--bands", bands, "--precision", prec, "--quiet"], monkeypatch, capsys
+        )
+        assert res.code == 0, res
+        with rasterio.open(out) as src:
+            masks[prec] = src.read(1)
+    assert seen == ["fp32", "bf16"]
+    assert (masks["fp32"] == masks["bf16"]).mean() > 0.99 and (masks["fp32"] == 1).mean() > 0.02
