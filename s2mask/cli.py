@@ -24,6 +24,17 @@ DEBUG = {"on": False}
 SIGTERM_EXIT = 143
 """Exit code after SIGTERM (128 + 15, as shells report it)."""
 
+OPTIONAL_MODULES = {
+    "tacoreader": "train",
+    "duckdb": "train",
+    "matplotlib": "train",
+    "ukis_csmask": "teacher",
+    "planetary_computer": "pc",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+}
+"""Modules of the optional extras (pyproject.toml) -> the extra that installs them."""
+
 
 class LazyGroup(click.Group):
     """A group whose subcommands from other modules are imported only when used."""
@@ -438,6 +449,13 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted; no partial output was left.", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
+        if extra is None or DEBUG["on"]:
+            raise
+        click.echo(f"Error: this command needs {exc.name}, which is not installed; expected the '{extra}' extra. "
+                   f"Install it with: pip install 's2mask[{extra}]'", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -375,3 +375,31 @@ def test_single_product_errors_come_before_the_model_is_loaded(
     result = run_main(["run", product, "-o", out, "--weights", inputs.weights], monkeypatch, capsys)
     assert result.code == 1
     assert ("does not exist" if case == "missing-product" else "already exists") in result.err
+
+
+def test_a_missing_optional_dependency_names_the_extra_to_install(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """Training-only dependencies live in the `train` extra; a command that needs one says how to get it."""
+    import click
+
+    from s2mask import cli
+
+    @click.command()
+    def needs_plots() -> None:
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr(cli.cli, "get_command", lambda ctx, name: needs_plots)
+    result = run_main(["plots"], monkeypatch, capsys)
+    assert result.code == 1
+    assert result.err.strip() == (
+        "Error: this command needs matplotlib, which is not installed; expected the 'train' extra. "
+        "Install it with: pip install 's2mask[train]'"
+    )
+
+
+def test_the_core_package_does_not_need_the_training_extras() -> None:
+    """`s2mask run`'s modules import without tacoreader, duckdb and matplotlib."""
+    code = (
+        "import sys; sys.modules.update(tacoreader=None, duckdb=None, matplotlib=None); "
+        "import s2mask.run, s2mask.stac, s2mask.composite, s2mask.quicklook, s2mask.cli, s2mask.engine, s2mask.model"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
