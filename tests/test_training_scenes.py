@@ -42,7 +42,20 @@ def test_ukis_and_s2cloudless_reports(shared_data):
     assert evaluate_ukis(s29, shared_data)["approximated_bands"] == ["B05", "B06", "B07"]
     s = evaluate_s2cloudless(s29, shared_data)
     assert 0.4 < s["cloud_fraction_s2cloudless"] < 0.5
-    assert 0.0 <= s["cloud_iou"] <= 1.0 and 0.0 <= s["cloud_iou_heldout_rows"] <= 1.0
+
+    class AllCloud:  # predicts cloud everywhere: IoU = the reference's cloud share, exactly
+        bands, num_classes = tuple(s29.bands), 3
+
+        def predict_proba(self, batch):
+            p = np.zeros((batch.shape[0], 3) + batch.shape[2:], np.float32)
+            p[:, 1] = 1.0
+            return p
+
+    a = evaluate_s2cloudless(AllCloud(), shared_data)
+    with np.load(shared_data / "s2cloudless_testscene" / "input_arrays.npz") as d:
+        ref = d["cl_mask"][0] > 0
+    assert a["cloud_iou"] == round(float(ref.mean()), 4) == a["cloud_fraction_s2cloudless"]
+    assert a["cloud_iou_heldout_rows"] == round(float(ref[428:].mean()), 4) and a["cloud_fraction_pred"] == 1.0
 
 
 @pytest.fixture(scope="module")
