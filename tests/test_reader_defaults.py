@@ -81,3 +81,25 @@ def test_a_30m_geotiff_is_masked_on_its_own_grid(tmp_path: Path, monkeypatch, ca
                      "--resolution", "10"], monkeypatch, capsys).code == 0  # fmt: skip
     with rasterio.open(tmp_path / "m10.tif") as ds:
         assert (ds.height, ds.width) == (144, 144)  # asked for: the 10 m grid
+
+
+def test_stac_and_geotiff_give_the_same_reflectance_bit_for_bit(shared_data: Path, tmp_path: Path) -> None:
+    """One DN -> reflectance conversion: a C1 item (DN + 1000, offset -0.1) equals the GeoTIFF of the same pixels."""
+    import rasterio
+
+    from s2mask.bands import DEFAULT_BANDS
+    from tests.stac_server import write_cog
+    from tests.test_stac_run import CRS as ITEM_CRS
+    from tests.test_stac_run import ORIGIN as ITEM_ORIGIN
+    from tests.test_stac_run import make_item
+
+    with rasterio.open(shared_data / "sen12mscr_nigeria" / "ROIs1868_summer_s2_cloudy_19_p30.tif") as src:
+        dn = src.read(window=((160, 256), (160, 256)))  # real pixels, 96 x 96
+    raw, _ = make_item(shared_data, tmp_path, "c1-l2a", "same", refl=dn.astype(np.float32) / 10000)
+    stac = open_stac_item(pystac.Item.from_dict(raw), bands=DEFAULT_BANDS).values
+    from s2mask.bands import BAND_NAMES
+
+    tif = write_cog(tmp_path / "same.tif", dn, ITEM_ORIGIN, ITEM_CRS, descriptions=BAND_NAMES)
+    geotiff = open_geotiff(tif, bands=DEFAULT_BANDS).values
+    assert np.isfinite(stac).mean() > 0.99
+    np.testing.assert_array_equal(stac, geotiff)

@@ -214,14 +214,27 @@ def _read_windows(srcs: list[BandSource], rows: tuple[int, int], cols: tuple[int
     return _to_reflectance(dn, srcs)
 
 
-def _to_reflectance(dn: np.ndarray, srcs: list[BandSource]) -> np.ndarray:
-    """DN ``(bands, y, x)`` of ``srcs`` -> float32 reflectance, nodata -> NaN, clipped to [0, 1]."""
+def dn_to_reflectance(
+    dn: np.ndarray, add: Sequence[float], divisor: Sequence[float], nodata: Sequence[float | None]
+) -> np.ndarray:
+    """The one DN -> reflectance conversion of every reader (SAFE, GeoTIFF, STAC).
+
+    DN ``(bands, y, x)`` -> float32 ``(DN + add) / divisor`` per band (``add``/``divisor`` are
+    a SAFE's offset and quantification, or ``offset / scale`` and ``1 / scale``), DN equal
+    to the band's ``nodata`` -> NaN, clipped to [0, 1].  One formula in float32, so the same
+    DN gives the same reflectance bit for bit whatever the source.
+    """
     out = np.empty(dn.shape, np.float32)
-    for i, src in enumerate(srcs):
-        out[i] = (dn[i].astype(np.float32) + np.float32(src.add)) / np.float32(src.divisor)
-        if src.nodata is not None and not math.isnan(src.nodata):
-            out[i][dn[i] == src.nodata] = np.nan
+    for i in range(dn.shape[0]):
+        out[i] = (dn[i].astype(np.float32) + np.float32(add[i])) / np.float32(divisor[i])
+        if nodata[i] is not None and not math.isnan(nodata[i]):
+            out[i][dn[i] == nodata[i]] = np.nan
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _to_reflectance(dn: np.ndarray, srcs: list[BandSource]) -> np.ndarray:
+    """DN ``(bands, y, x)`` of ``srcs`` -> float32 reflectance (:func:`dn_to_reflectance`)."""
+    return dn_to_reflectance(dn, [s.add for s in srcs], [s.divisor for s in srcs], [s.nodata for s in srcs])
 
 
 MAX_WINDOW_PIXELS = 4096 * 4096

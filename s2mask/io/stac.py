@@ -418,26 +418,33 @@ def _resign_url(url: str) -> str:
 
 
 def _to_reflectance(dn: xr.DataArray, info: ItemInfo) -> xr.DataArray:
-    """``DN * scale + offset`` clipped to [0, 1] per band, nodata to NaN; stays lazy."""
-    import numpy as np
-    import xarray as xr
+    """``DN * scale + offset`` clipped to [0, 1] per band, nodata to NaN; stays lazy.
 
-    names = list(dn["band"].values)
-    coord = {"band": names}
-    scale = xr.DataArray(
-        np.array([info.radiometry[b].scale for b in names], "float32"), dims="band", coords=coord
-    )
-    offset = xr.DataArray(
-        np.array([info.radiometry[b].offset for b in names], "float32"), dims="band", coords=coord
-    )
-    nodata = [info.radiometry[b].nodata for b in names]
-    refl = (dn.astype("float32") * scale + offset).clip(0.0, 1.0)
-    if any(v is not None for v in nodata):
-        fill = xr.DataArray(
-            np.array([np.nan if v is None else v for v in nodata], "float64"), dims="band", coords=coord
+    Computed by the readers' one conversion (:func:`s2mask.io._lazy.dn_to_reflectance`), so an
+    item's pixels equal the same DN read from a SAFE product or a GeoTIFF, bit for bit.
+    """
+    import numpy as np
+
+    from s2mask.io._lazy import dn_to_reflectance
+
+    rad = [info.radiometry[b] for b in dn["band"].values]
+    bad = [
+        b for b, r in zip(dn["band"].values, rad, strict=True) if not (np.isfinite(r.scale) and r.scale != 0)
+    ]
+    if bad:
+        raise ProductFormatError(
+            f"STAC item {info.id} gives band(s) {', '.join(map(str, bad))} a scale of 0 or not a number; "
+            "expected raster:bands scale like 0.0001. Fix the item's metadata or use another catalogue."
         )
-        refl = refl.where(dn != fill)
-    return refl.astype("float32")
+    data = dn.data.rechunk({0: -1}).map_blocks(
+        dn_to_reflectance,
+        [r.offset / r.scale for r in rad],
+        [1.0 / r.scale for r in rad],
+        [r.nodata for r in rad],
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), np.float32),
+    )
+    return dn.copy(data=data)
 
 
 def _whole_tile_geobox(item: pystac.Item, info: ItemInfo, resolution: float) -> Any:
