@@ -99,15 +99,19 @@ def measure(bands: int, classes: int, width: int, window: int) -> dict:
     }
 
 
-def cpu_gflops(bands: int, classes: int, width: int, window: int, batch: int, repeats: int = 3) -> float:
-    """Achieved GFLOP/s of the forward pass on this CPU (channels-last, as the engine runs it)."""
+def cpu_gflops(
+    bands: int, classes: int, width: int, window: int, batch: int, repeats: int = 3, bf16: bool = False
+) -> float:
+    """Achieved GFLOP/s of the forward pass on this CPU (channels-last, as the engine runs it;
+    ``bf16``: under bfloat16 autocast, as ``--precision bf16`` runs it)."""
     net = UNet(bands, classes, width).eval().to(memory_format=torch.channels_last)
     x = torch.rand(batch, bands, window, window).contiguous(memory_format=torch.channels_last)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
         net(x)
     best = float("inf")
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        net(x)  # warm-up (oneDNN picks its kernels)
         for _ in range(repeats):
             t0 = time.perf_counter()
             net(x)
@@ -126,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = measure(args.bands, args.classes, args.width, args.window)
     if args.cpu:
-        out["cpu_gflops_achieved"] = cpu_gflops(args.bands, args.classes, args.width, args.window, 8)
+        for prec in ("fp32", "bf16"):
+            g = cpu_gflops(args.bands, args.classes, args.width, args.window, 4, bf16=prec == "bf16")
+            out[f"cpu_gflops_achieved_{prec}"] = g
+            out[f"cpu_window_mpx_s_{prec}"] = g * 1e9 / out["flops_per_window_px"] / 1e6
     print(json.dumps(out, indent=1))
     if args.json:
         with open(args.json, "w") as f:

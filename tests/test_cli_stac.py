@@ -81,7 +81,7 @@ def test_stac_command_writes_masks_and_index(server, tmp_path):
     with rasterio.open(mask) as src, rasterio.open(tmp_path / "run.tif") as ref:
         got, expected = src.read(1), ref.read(1)
         assert src.dtypes[0] == "uint8" and src.transform == ref.transform
-    assert (got == 1).mean() > 0.05 and (got == 0).mean() > 0.5  # the cumulus corner: clouds and clear land
+    assert (got == 1).mean() > 0.05 and (got == 0).mean() > 0.3  # the cumulus corner: clouds and clear land
     assert (got == expected).mean() > 0.999  # what `s2mask run` makes of the same pixels
     index = json.loads((tmp_path / "out" / "index.geojson").read_text())
     assert [f["id"] for f in index["features"]] == [server["id"]]  # the 90 % cloudy item is filtered out

@@ -31,12 +31,14 @@ def _clear_scene(shared_data: Path, which: str, size: int = SIZE) -> tuple[np.nd
     from training.real_data import real_scenes
     from training.synthetic import _esa13
 
-    folder = {"aber": "rsgislib_aberystwyth", "t33uub": "dsen2_l1c"}[which]
+    folder, (r, c) = {"aber": ("rsgislib_aberystwyth", (450, 650)), "t33uub": ("dsen2_l1c", (100, 100))}[
+        which
+    ]
     scenes = [s for s in real_scenes(shared_data, only=(folder,)) if "T49JGM" not in s.name]
     if not scenes:
         pytest.skip(f"{folder} is absent")
     sc = scenes[0]
-    img = _esa13(sc.bands)[:, 100 : 100 + size, 100 : 100 + size]
+    img = _esa13(sc.bands)[:, r : r + size, c : c + size]  # farmland, woods, roads; no town or beach
     return np.clip(np.nan_to_num(img), 1e-4, 1.0), sc.level
 
 
@@ -61,6 +63,14 @@ def _mask(cube, model) -> np.ndarray:
     return np.asarray(s2mask.to_mask(s2mask.predict(cube, model, batch_size=4)).values)
 
 
+def _assert_unchanged_by_nodata(with_nodata: np.ndarray, without: np.ndarray, nodata: np.ndarray) -> None:
+    """Pixels beside nodata keep the class they have when the whole scene is valid."""
+    dist = ndimage.distance_transform_edt(~nodata)
+    near = (dist > 0) & (dist <= NEAR)
+    changed = float((with_nodata[near] != without[near]).mean())
+    assert changed <= 0.02, f"{changed:.3f} of the pixels within {NEAR} px of nodata change class"
+
+
 @pytest.mark.parametrize("which", ["aber", "t33uub"])
 @pytest.mark.parametrize("model_name", ["s2-9", "rgbn"])
 def test_geotiff_nodata_corner(shared_data: Path, tmp_path: Path, which: str, model_name: str) -> None:
@@ -70,10 +80,15 @@ def test_geotiff_nodata_corner(shared_data: Path, tmp_path: Path, which: str, mo
         tmp_path / "scene.tif", refl, BAND_NAMES, "EPSG:32630", from_origin(500000, 600000, 10, 10),
         nodata_mask=nodata,
     )  # fmt: skip
+    whole = write_geotiff(
+        tmp_path / "whole.tif", refl, BAND_NAMES, "EPSG:32630", from_origin(500000, 600000, 10, 10)
+    )
     model = s2mask.load_model(model_name)
     cube = s2mask.open_product(path, bands=model.bands)
     assert np.isnan(cube.values[:, nodata]).all()
-    _assert_edge_like_interior(_mask(cube, model), nodata, f"GeoTIFF {which} {model_name}")
+    mask = _mask(cube, model)
+    _assert_edge_like_interior(mask, nodata, f"GeoTIFF {which} {model_name}")
+    _assert_unchanged_by_nodata(mask, _mask(s2mask.open_product(whole, bands=model.bands), model), nodata)
 
 
 @pytest.mark.parametrize("which", ["aber", "t33uub"])

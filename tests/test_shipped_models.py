@@ -53,7 +53,7 @@ def test_cloud_class_agrees_with_s2cloudless_on_rows_training_never_saw(shared_d
     cube = xr.DataArray(img, dims=("band", "y", "x"), coords={"band": list(BAND_NAMES)}).chunk(
         {"y": 512, "x": 512}
     )
-    model = load_model(name, device="cpu")
+    model = load_model(name, device="cpu", precision="fp32")  # cards are measured at fp32
     mask = to_mask(predict(cube, model)).values[HELDOUT:]
     cloud = mask == 1
     iou = (cloud & reference).sum() / (cloud | reference).sum()
@@ -65,8 +65,13 @@ def test_cloud_class_agrees_with_s2cloudless_on_rows_training_never_saw(shared_d
     assert iou == pytest.approx(
         model.card.metrics["real_scenes"]["s2cloudless"]["cloud_iou_heldout_rows"], abs=0.005
     )
-    # shadows lie beside clouds, not scattered over the scene
-    assert 0 < (mask == 2).mean() < 0.1
+    # shadows lie beside clouds, not scattered over the scene (this is a cumulus scene: the
+    # ukis-csmask teacher calls 7 % of these rows shadow)
+    from scipy import ndimage
+
+    shadow = mask == 2
+    assert 0 < shadow.mean() < 0.25
+    assert (shadow & ndimage.binary_dilation(cloud, iterations=60)).sum() > 0.9 * shadow.sum()
 
 
 def test_api_example_masks_a_product_with_the_default_model(tmp_path, shared_data):

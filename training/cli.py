@@ -396,6 +396,28 @@ def compare_bands(
     _run(lambda: click.echo(format_comparison(run_compare(base, band_sets))))
 
 
+@train_cli.command("calibrate")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, help="Datasets whose validation split calibrates (as for train).")
+@click.option(
+    "--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Calibrated checkpoint."
+)
+def calibrate(checkpoint, data, out_path) -> None:
+    """Fit one shadow-logit offset on the validation split and fold it into the weights."""
+    from training.calibrate import calibrate_shadow
+
+    def go():
+        res = calibrate_shadow(checkpoint, data, out_path)
+        for s in res["sweep"]:
+            click.echo(
+                f"offset {s['offset']:+.2f}: macro IoU {s['macro_iou']:.4f} shadow IoU {s['shadow_iou']:.3f} "
+                f"shadow area {s['area']:.2f}"
+            )
+        click.echo(f"chosen offset {res['shadow_logit_offset']:+.2f} -> {out_path}")
+
+    _run(go)
+
+
 @train_cli.command("export")
 @click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(

@@ -50,6 +50,9 @@ def ship_model(
     net, card = _load(checkpoint)
     real = evaluate_real_scenes(LoadedModel(net, card, device="cpu"), shared_data)
     metrics: dict[str, Any] = {"real_scenes": real}
+    calibration = torch.load(str(checkpoint), map_location="cpu", weights_only=True).get("calibration")
+    if calibration:
+        metrics["calibration"] = calibration
     if test_metrics and Path(test_metrics).exists():
         metrics["synthetic_test"] = json.loads(Path(test_metrics).read_text())
     if note:
