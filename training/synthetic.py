@@ -1,19 +1,22 @@
 """Synthetic clouds and cloud shadows composited over real clear Sentinel-2 backgrounds.
 
-CloudSEN12 is not reachable from every machine, so the shipped models are trained on
-scenes made here, where every label is exact:
+CloudSEN12 is not reachable from every machine; here every label is exact:
 
-* **backgrounds** are real L1C reflectance (all 13 bands) from ``../shared/data``: the
-  cloud-free eo-learn Slovenia scenes, the clear part of the s2cloudless test scene
-  and the clear part of the SEN12MS-CR Nigeria patch.  Pixels near real clouds (and
-  their possible shadows) are labelled 255 (ignored) rather than trusted as clear.
-* **thick clouds** are bright, spectrally flat (reflectance 0.3-0.8, lower in SWIR
-  B11/B12) with texture, made from multi-octave smooth noise (cumulus or stratus);
-* **thin clouds** are semi-transparent alpha blends of a bright layer;
-* **shadows** are the cloud's opacity displaced along a random sun direction, blurred
-  (penumbra), never on water, and darken the background more in NIR/SWIR than in blue
-  (diffuse sky light is bluish).  Clouds are composited over shadows, so a shadow is
-  labelled only where it is visible.
+* **backgrounds** are real reflectance (all 13 bands; bands a product lacks approximated by
+  wavelength) from ``../shared/data``: the cloud-free eo-learn Slovenia scenes, the clear
+  part of the s2cloudless test scene and of the SEN12MS-CR Nigeria patch, and every scene
+  its source documents as cloud-free (:mod:`training.real_data`: bright salt, snow, sand,
+  towns among them), L1C and L2A.  Pixels near real clouds are labelled 255 (ignored).
+* **thick clouds** are either real clouds cut out of teacher-labelled cloudy scenes
+  (:func:`load_donors`, their own spectra and texture, opacity from the teacher's cloud
+  probability) or procedural ones (bright, spectrally flat, lower in SWIR, multi-octave
+  noise for cumulus or stratus);
+* **thin clouds** are semi-transparent layers over opacities 0.15-0.9 of their field;
+* **shadows** are the clouds' opacity cast along the sun azimuth at ``height * tan(zenith)``
+  (:func:`shadow_offset`, :func:`sample_sun_geometry`), blurred (penumbra), never on water;
+  direct light is removed and diffuse sky light kept (more in blue than in NIR/SWIR), and at
+  L1C the atmosphere's path reflectance stays.  Clouds are composited over shadows, so a
+  shadow is labelled only where it is visible.
 
 Labels: 0 clear, 1 cloud (thick or thin), 2 shadow, 255 ambiguous (faint cloud or
 shadow edges, real clouds in a background).

@@ -18,6 +18,7 @@ ukis-csmask is a training-time dependency only (``pip install 's2mask[teacher]'`
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,14 @@ def _undo_dihedral(x: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(x, -(k % 4), axes=(-2, -1))
 
 
+@dataclass(frozen=True)
+class _TeacherCard:
+    window_size: int = 256
+    """ukis-csmask's models take 256 x 256 windows."""
+    classes: tuple[str, ...] = ("clear", "cloud", "shadow")
+    """ukis-csmask's background, clouds, cloud shadows."""
+
+
 class Teacher:
     """One ukis-csmask ONNX model behind the engine's model protocol.
 
@@ -70,7 +79,6 @@ class Teacher:
     """
 
     num_classes = 3
-    classes = ("clear", "cloud", "shadow")  # ukis: background, clouds, cloud shadows
 
     def __init__(self, level: str, variant: str = "6b", *, tta: int = 8, threads: int = 0) -> None:
         import onnxruntime
@@ -97,12 +105,9 @@ class Teacher:
         self.input_name = self.session.get_inputs()[0].name
 
     @property
-    def card(self):  # the engine reads the window size from here
-        class _Card:
-            window_size = 256
-            classes = Teacher.classes
-
-        return _Card
+    def card(self) -> _TeacherCard:
+        """What the engine reads from a model card: window size and class names."""
+        return _TeacherCard()
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         from scipy.special import softmax
