@@ -322,3 +322,18 @@ def test_composite_crs_grid_resolution_and_grid_bbox(three: list[str], tmp_path:
     with rasterio.open(tmp_path / "merc.tif") as src:
         assert src.crs.to_epsg() == 3857 and src.res == (30.0, 30.0)
         assert 0.05 < np.nanmean(_b02(tmp_path / "merc.tif")[src.read(src.count) > 0]) < 0.6
+
+
+def test_composite_best_pixel_takes_the_first_clear_observation(three: list[str], tmp_path: Path) -> None:
+    invoke("composite", *three, "-o", tmp_path / "best.tif", "--method", "best-pixel")
+    best = _b02(tmp_path / "best.tif")
+    np.testing.assert_allclose(best[30], 0.1, atol=1e-4)  # all clear: the first scene wins the tie
+    np.testing.assert_allclose(best[10], 0.2, atol=1e-4)  # scene 1 cloudy there: the next clear one
+    with rasterio.open(tmp_path / "best.tif") as src:
+        assert any("source" in (d or "").lower() for d in src.descriptions)  # which scene each pixel came from
+
+
+@pytest.mark.slow
+def test_run_workers_gives_the_default_mask(scene: Path, reference: np.ndarray, tmp_path: Path) -> None:
+    invoke("run", scene, "-o", tmp_path / "w.tif", "--workers", 1, "--threads", 1)
+    assert (read(tmp_path / "w.tif")[0] == reference).mean() > 0.999
