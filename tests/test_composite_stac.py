@@ -99,3 +99,40 @@ def test_stac_composite_equals_products_composite(catalogue, tmp_path):
     assert np.abs(da_[:-1].astype(int) - db[:-1]).max() <= 1
     count = da_[-1]
     assert count.max() == len(kept) and (count > 0).mean() > 0.9
+
+
+def test_cli_composite_stac_max_cloud_limit_and_target_date(catalogue, tmp_path):
+    """`s2mask composite --stac-bbox` with --max-cloud, --limit and best-pixel's --target-date."""
+    from click.testing import CliRunner
+
+    from s2mask.cli import cli
+
+    bbox = ",".join(map(str, catalogue["bbox"]))
+    with rustac_server(catalogue["items"], catalogue["tmp"] / "server-cli") as url:
+        base = ["composite", "--stac-bbox", bbox, "--date", "2024-05-01/2024-07-31", "--url", url, "-q"]
+        runs = {
+            "limited": ["--max-cloud", "40", "--limit", "2"],
+            "dated": ["--max-cloud", "40", "--method", "best-pixel", "--target-date", "2024-07-02"],
+        }
+        tags = {}
+        for name, extra in runs.items():
+            out = tmp_path / f"{name}.tif"
+            result = CliRunner().invoke(cli, [*base, "-o", str(out), *extra])
+            assert result.exit_code == 0, result.output
+            with rasterio.open(out) as src:
+                tags[name] = src.tags()
+                data = src.read()
+                desc = src.descriptions
+            tags[name]["_data"], tags[name]["_desc"] = data, desc
+    low_cloud = {s[0] for s in SCENES if s[2] <= 40}
+    limited = [v for k, v in tags["limited"].items() if k.startswith("SCENE_") and k[6:].isdigit()]
+    assert len(limited) == 2 and set(limited) <= low_cloud  # at most 2 items, none above 40 % cloud
+    dated = tags["dated"]
+    scenes = [dated[f"SCENE_{i}"] for i in range(1, 4) if f"SCENE_{i}" in dated]
+    assert set(scenes) == low_cloud
+    # the target date reaches best-pixel (it breaks ties of the model's clear probability)
+    assert dated["TARGET_DATE"].startswith("2024-07-02") and "TARGET_DATE" not in tags["limited"]
+    src_band = [i for i, d in enumerate(dated["_desc"]) if "source" in (d or "").lower()]
+    assert src_band, dated["_desc"]
+    source = dated["_data"][src_band[0]]
+    assert set(np.unique(source[source > 0])) <= set(range(1, len(scenes) + 1))  # 1-based, 0 = none
