@@ -301,10 +301,11 @@ def composite_stac(
 def _check_outputs(out: str | Path, options: CompositeOptions) -> None:
     """Refuse existing outputs before any work."""
     from s2mask._atomic import check_targets, ensure_folder
+    from s2mask.stac_out import item_path
 
     ensure_folder(Path(out).parent)
     png = quicklook_path(out) if _wants_quicklook(options) else None
-    check_targets([out, png], overwrite=options.overwrite)
+    check_targets([out, png, item_path(out)], overwrite=options.overwrite)
 
 
 def _wants_quicklook(options: CompositeOptions) -> bool:
@@ -336,6 +337,7 @@ def _composite_cubes(
 ) -> CompositeRun:
     """Predict masks if needed, composite on the target grid, write the COG and the quick-look."""
     from s2mask._atomic import OutputTransaction
+    from s2mask.stac_out import item_path, stage_composite_item
 
     bands = resolve_bands(options.bands)
     probs = None
@@ -363,6 +365,7 @@ def _composite_cubes(
     targets = {"composite": Path(out).expanduser().absolute()}
     if _wants_quicklook(options):
         targets["quicklook"] = quicklook_path(targets["composite"])
+    targets["stac_item"] = item_path(targets["composite"])  # the composite's STAC Item (s2mask.stac_out)
     # one transaction: the quick-look, then the composite, or neither
     with OutputTransaction(targets, overwrite=options.overwrite, last="composite") as outputs:
         write_composite(
@@ -373,6 +376,7 @@ def _composite_cubes(
 
             rgb, nodata = _read_quicklook_source(outputs.staged["composite"])
             write_quicklook(rgb, nodata, outputs.staged["quicklook"])
+        stage_composite_item(outputs, cubes, method=options.method)
         outputs.publish()
     return CompositeRun(
         targets["composite"], targets.get("quicklook"), sources, round(time.perf_counter() - started, 3)
