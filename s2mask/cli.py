@@ -194,12 +194,14 @@ def _cluster(scheduler: str | None, workers: int | None, weights: str, device: s
 @input_options
 @click.option("--probabilities", is_flag=True, help="Also write per-class probabilities (uint8 0-100).")
 @click.option("--no-quicklook", is_flag=True, help="Skip the quick-look PNG.")
+@click.option("--no-stac-item", is_flag=True,
+              help="Skip the STAC Item (<mask>.stac.json) and, for several products, index.geojson.")
 @click.option("--resume", is_flag=True, help="Skip products whose mask already exists and validates.")
 @click.option("--debug", is_flag=True, expose_value=False, callback=lambda ctx, p, v: _set_debug(v),
               help="Show the full traceback on errors (same as s2mask --debug).")
 def run(products, output, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
         scheduler, workers, quiet, overwrite, bands, scale, offset, resampling, probabilities, no_quicklook,
-        resume) -> None:  # noqa: ANN001
+        no_stac_item, resume) -> None:  # noqa: ANN001
     """Mask clouds and shadows in PRODUCTS (.SAFE folders, zipped .SAFE, GeoTIFF) into COGs.
 
     \b
@@ -220,8 +222,8 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
     overwrite = overwrite or resume  # --resume redoes an absent or invalid mask in place
     options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
                          chunks=chunks, resampling=resampling, bands=bands, scale=scale, offset=offset,
-                         probabilities=probabilities, quicklook=not no_quicklook, overwrite=overwrite,
-                         progress=not quiet)
+                         probabilities=probabilities, quicklook=not no_quicklook, stac_item=not no_stac_item,
+                         overwrite=overwrite, progress=not quiet)
     if single:
         check_run(products[0], output, options)  # fail in a blink, before torch is even imported
     model = _load_model(model_name, weights, device, threads)
@@ -244,6 +246,8 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
         _echo_result(result, quiet)
     for path in report.skipped:
         click.echo(f"skipped (exists and is valid): {path}")
+    if report.index:
+        click.echo(f"index: {report.index}")
     if report.failed:
         click.echo(f"{len(report.failed)} of {len(products)} products failed:", err=True)
         for product, reason in report.failed:
@@ -259,12 +263,14 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
 @click.option("--max-cloud", type=click.FloatRange(0, 100), default=None, help="Keep items with eo:cloud_cover <= this.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=None, help="Process at most N items.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: one <item id>_mask.tif (+ .json, .png) per item and index.geojson.")
+              help="Output folder: one <item id>_mask.tif (+ .json, .png, .stac.json) per item and index.geojson.")
 @click.option("--whole-tile", is_flag=True, help="Mask whole tiles instead of cropping to the bbox.")
 @click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
               help="How 20/60 m bands reach the grid (as in run and composite).")
 @click.option("--dry-run", is_flag=True, help="Search and list what would be processed; write nothing.")
 @click.option("--resume", is_flag=True, help="Skip items whose mask already exists and validates.")
+@click.option("--no-stac-item", is_flag=True,
+              help="Skip each mask's STAC Item (<mask>.stac.json); index.geojson is still written.")
 @click.option("--allow-scheme", "schemes", multiple=True, default=("http", "https", "s3", "file"), show_default=True,
               help="URL schemes asset hrefs may use (repeat the option).")
 @click.option("--timeout", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
@@ -272,8 +278,8 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
 @click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
               help="Retries on timeouts, dropped connections and 429/5xx answers, with backoff (search and reads).")
 @model_options
-def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resampling, dry_run, resume, schemes,
-         timeout, retries, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
+def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resampling, dry_run, resume,
+         no_stac_item, schemes, timeout, retries, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
          scheduler, workers, quiet, overwrite) -> None:  # noqa: ANN001
     """Search a STAC API by place and date and write one mask COG per scene.
 
@@ -292,7 +298,8 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
         raise click.BadParameter(str(exc)) from exc
     model = _load_model(model_name, weights, device, threads)
     options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
-                         chunks=chunks, overwrite=overwrite or resume, progress=not quiet)
+                         chunks=chunks, stac_item=not no_stac_item, overwrite=overwrite or resume,
+                         progress=not quiet)
     client = _cluster(scheduler, workers, weights or model_name, device, threads)
     if client is not None:
         from s2mask.engine.cluster import ModelRef

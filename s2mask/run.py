@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2mask.errors import NoValidDataError, OutputError, OutputExistsError, ProductNotFoundError, S2MaskError
+from s2mask.model.card import model_info
 
 __all__ = [
     "RunOptions",
@@ -58,6 +59,8 @@ class RunOptions:
     """Write ``<out>.png`` (true colour with the mask overlaid)."""
     summary: bool = True
     """Write ``<out>.json`` (class fractions, model, timing)."""
+    stac_item: bool = True
+    """Write ``<out>.stac.json``, the mask's STAC Item (and, in a batch, ``index.geojson`` of all Items)."""
     overwrite: bool = False
     """Replace existing outputs."""
     progress: bool = True
@@ -85,6 +88,10 @@ def output_paths(out: str | Path, options: RunOptions) -> dict[str, Path]:
         paths["quicklook"] = stem.with_suffix(".png")
     if options.probabilities:
         paths["probabilities"] = Path(f"{stem}_proba.tif")
+    if options.stac_item:
+        from s2mask.stac_out import item_path
+
+        paths["stac_item"] = item_path(out)
     return paths
 
 
@@ -218,16 +225,47 @@ def mask_cube(
             from s2mask.summary import write_summary
 
             summary.update(
-                product_id=cube.attrs.get("product_id") or Path(str(source or out)).name,
+                product_id=_product_id(cube, source, out),
                 source=str(source or cube.attrs.get("source", "")),
-                model={"name": model.card.name, "version": model.card.version, "bands": list(model.bands)},
+                model={**model_info(model), "bands": list(model.bands)},
                 timing={"mask_seconds": round(t_mask - t0, 3), "total_seconds": round(time.perf_counter() - t0, 3)},
             )
             write_summary(staged["summary"], summary)
+        if options.stac_item:  # last: it lists the other outputs that were written
+            _write_stac_item(cube, summary, model, source, paths, staged)
 
         outputs.publish()  # everything else first, the mask (what --resume checks) last
     extras = {k: v for k, v in paths.items() if k != "mask" and v.exists()}
     return RunResult(str(source or cube.attrs.get("source", "")), paths["mask"], extras, summary)
+
+
+def _product_id(cube: Any, source: str | None, out: str | Path) -> str:
+    return str(cube.attrs.get("product_id") or Path(str(source or out)).name)
+
+
+def _write_stac_item(
+    cube: Any,
+    summary: dict[str, Any],
+    model: Any,
+    source: str | None,
+    paths: dict[str, Path],
+    staged: dict[str, Path],
+) -> None:
+    """The mask's STAC Item, from the staged mask's grid and the run's summary, into its staged path."""
+    from s2mask.stac_out import RasterInfo, acquisition_datetime, mask_item, write_item
+
+    written = [k for k in ("summary", "quicklook", "probabilities") if k in staged and staged[k].exists()]
+    item = mask_item(
+        RasterInfo.read(staged["mask"]),
+        summary,
+        item_id=_product_id(cube, source, paths["mask"]),
+        href=paths["mask"].name,
+        when=acquisition_datetime(cube.attrs),
+        source=source or cube.attrs.get("source"),
+        model=model_info(model),
+        siblings={k: paths[k].name for k in written},
+    )
+    write_item(item, staged["stac_item"])
 
 
 def _require_valid_pixels(summary: dict[str, Any], source: str, target: Path) -> None:
@@ -325,6 +363,8 @@ class BatchReport:
     done: list[RunResult] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    index: Path | None = None
+    """The batch's STAC ItemCollection (``index.geojson``) of the written and skipped masks' Items."""
 
     @property
     def ok(self) -> bool:
@@ -370,7 +410,9 @@ def run_many(
     A product that fails (any exception but ``KeyboardInterrupt``/``MemoryError``) is recorded
     in :attr:`BatchReport.failed` with a one-line reason and the others go on; ``on_error``
     is called with it as it happens.  With ``resume``, products whose mask exists and is a
-    valid COG are skipped and any other existing output of theirs is replaced.
+    valid COG are skipped and any other existing output of theirs is replaced.  With
+    ``options.stac_item``, ``out_dir/index.geojson`` is the STAC ItemCollection of the Items of
+    the masks written or kept (and ``s2mask:failures``: each failed product and why).
 
     Raises:
         OutputError: ``out_dir`` is a file or cannot be created (before any product runs).
@@ -395,7 +437,19 @@ def run_many(
             report.skipped.append(o.target)
         else:
             report.failed.append((o.name, o.reason))
+    if options.stac_item:
+        report.index = _write_index(out_dir, report)
     return report
+
+
+def _write_index(out_dir: Path, report: BatchReport) -> Path:
+    """``index.geojson``: the Items beside the masks written or kept, and the failures."""
+    from s2mask.stac_out import INDEX_NAME, item_path, read_item, write_item_collection
+
+    masks = [r.mask for r in report.done] + list(report.skipped)
+    items = [i for i in (read_item(item_path(m)) for m in masks) if i is not None]
+    failures = [{"product": name, "error": reason} for name, reason in report.failed]
+    return write_item_collection(out_dir / INDEX_NAME, items, **{"s2mask:failures": failures})
 
 
 def product_stem(product: str | Path) -> str:

@@ -8,11 +8,8 @@ on; the caller decides the exit code from :attr:`StacRunResult.failures`.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,7 @@ from s2mask.io.stac import (
     search_items,
 )
 from s2mask.params import BBox, DateRange, parse_bbox, parse_date_range
+from s2mask.stac_out import INDEX_NAME as _INDEX_NAME
 
 __all__ = [
     "INDEX_NAME",
@@ -44,8 +42,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = "index.geojson"
-"""File name of the output index (a STAC ItemCollection, hence also GeoJSON)."""
+INDEX_NAME = _INDEX_NAME
+"""File name of the output index: the STAC ItemCollection of the masks' Items (hence also GeoJSON)."""
 
 RunOne = Callable[[Any, Path], Any]
 """``run_one(cube, out_path)``: predict, write the mask COG (plus summary and quick-look)."""
@@ -148,8 +146,11 @@ def run_stac(
     custom ``run_one`` must replace existing files itself when ``overwrite`` or ``resume``
     is set.  Existing masks are refused before any work unless ``overwrite``
     (redo all) or ``resume`` (skip the valid COGs, redo partial ones).  Failed items
-    are logged and listed in the result; the others go on.  ``index.geojson`` (a STAC
-    ItemCollection with each output's class fractions) is written atomically.
+    are logged and listed in the result; the others go on.  ``index.geojson``, the STAC
+    ItemCollection of the masks' Items (each also beside its mask as ``<stem>.stac.json``, see
+    :mod:`s2mask.stac_out`, with ``s2mask:status`` and the source item's id, collection, API and
+    ``eo:cloud_cover`` as ``s2mask:source_*``; ``s2mask:failures`` lists the failed items), is written
+    atomically.
     ``dry_run`` searches and returns the plan without writing anything.
 
     Raises:
@@ -263,31 +264,6 @@ def _prepare_out_dir(out_dir: Path, paths: Sequence[Path], *, overwrite: bool, r
         )
 
 
-def _mask_legend() -> str:
-    from s2mask.mask import category_names
-
-    return ", ".join(f"{v} {name}" for v, name in category_names().items())
-
-
-def _assets(path: Path) -> dict[str, dict[str, Any]]:
-    assets = {
-        "mask": {
-            "href": path.name,
-            "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-            "roles": ["data"],
-            "title": f"Cloud and shadow mask ({_mask_legend()})",
-        }
-    }
-    for key, suffix, media, role in (
-        ("summary", ".json", "application/json", "metadata"),
-        ("quicklook", ".png", "image/png", "overview"),
-    ):
-        sibling = path.with_suffix(suffix)
-        if sibling.exists():
-            assets[key] = {"href": sibling.name, "type": media, "roles": [role]}
-    return assets
-
-
 def _write_index(
     target: Path,
     plan: Sequence[tuple[Any, Path]],
@@ -297,47 +273,56 @@ def _write_index(
     url: str,
     collection: str,
 ) -> Path:
-    """Write the STAC ItemCollection of the outputs (one Item per mask) atomically."""
+    """Write the STAC ItemCollection of the outputs atomically: each mask's Item and how this run got it.
+
+    A mask's Item is the ``<stem>.stac.json`` written with it; a mask without a current one (a custom
+    ``run_one``, ``--no-stac-item``, an older run) gets one built from the mask and its fractions.
+    """
+    from s2mask.stac_out import write_item_collection
+
     by_id = {o.item_id: o for o in outputs}
     features = []
     for item, path in plan:
         out = by_id.get(item.id)
         if out is None:
             continue
-        props = {
-            "datetime": out.datetime or None,
-            "eo:cloud_cover": out.cloud_cover,
+        feature = _current_item(path) or _item_from_mask(item, path, out)
+        feature["properties"].update({
             "s2mask:status": out.status,
             "s2mask:source_item": item.id,
             "s2mask:source_collection": collection,
             "s2mask:source_api": url,
-        }
-        props.update({f"s2mask:{k}_fraction": v for k, v in out.fractions.items()})
-        feature = {
-            "type": "Feature",
-            "stac_version": "1.0.0",
-            "stac_extensions": [],
-            "id": item.id,
-            "geometry": item.geometry,
-            "bbox": list(item.bbox) if item.bbox else None,
-            "properties": props,
-            "links": [],
-            "assets": _assets(path),
-        }
+            "s2mask:source_cloud_cover": out.cloud_cover,
+        })  # fmt: skip
         features.append(feature)
-    doc = {
-        "type": "FeatureCollection",
-        "features": features,
-        "s2mask:failures": [{"item_id": f.item_id, "error": f.error} for f in failures],
-    }
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    failed = [{"item_id": f.item_id, "error": f.error} for f in failures]
+    return write_item_collection(target, features, **{"s2mask:failures": failed})
+
+
+def _current_item(mask: Path) -> dict[str, Any] | None:
+    """The Item written with ``mask`` (published before it, so not older), else ``None``."""
+    from s2mask.stac_out import item_path, read_item
+
+    path = item_path(mask)
     try:
-        tmp.write_text(json.dumps(doc, indent=2, default=str))
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"Cannot write the index {target} ({exc}).") from exc
-    return target
+        if path.stat().st_mtime < mask.stat().st_mtime:
+            return None  # left by an earlier run of a mask written again since
+    except OSError:
+        return None
+    return read_item(path)
+
+
+def _item_from_mask(item: Any, path: Path, out: ItemOutput) -> dict[str, Any]:
+    from s2mask.io.stac import _self_href
+    from s2mask.stac_out import RasterInfo, mask_item
+
+    siblings = {key: path.with_suffix(suffix).name for key, suffix in (("summary", ".json"), ("quicklook", ".png"))
+                if path.with_suffix(suffix).exists()}  # fmt: skip
+    built = mask_item(
+        RasterInfo.read(path), {"fractions": out.fractions}, item_id=item.id, href=path.name,
+        when=item.datetime, source=_self_href(item), siblings=siblings,
+    )  # fmt: skip
+    return built.to_dict(include_self_link=False, transform_hrefs=False)
 
 
 def describe_plan(result: StacRunResult) -> str:

@@ -136,7 +136,7 @@ def test_output_exists_is_refused_then_overwritten(
     assert "pass --overwrite" in result.err.lower()
     assert out.read_bytes() == before
     assert run_main([*args, "--overwrite"], monkeypatch, capsys).code == 0
-    assert cog_is_valid(out) and files_in(tmp_path) == ["m.json", "m.tif", "m.tif.aux.xml"]
+    assert cog_is_valid(out) and files_in(tmp_path) == ["m.json", "m.stac.json", "m.tif", "m.tif.aux.xml"]
 
 
 # --------------------------------------------------------------------------- batches
@@ -161,8 +161,9 @@ def test_batch_goes_on_past_failures_reports_them_at_the_end_and_exits_1(
     assert err[-1] == f"  {missing}: The product {missing} does not exist; check the path."
     assert "Traceback" not in result.err
     assert files_in(out) == [
-        "L2A_N0509_mask.json", "L2A_N0509_mask.png", "L2A_N0509_mask.tif", "L2A_N0509_mask.tif.aux.xml",
-        "scene_mask.json", "scene_mask.png", "scene_mask.tif", "scene_mask.tif.aux.xml",
+        "L2A_N0509_mask.json", "L2A_N0509_mask.png", "L2A_N0509_mask.stac.json", "L2A_N0509_mask.tif",
+        "L2A_N0509_mask.tif.aux.xml", "index.geojson",
+        "scene_mask.json", "scene_mask.png", "scene_mask.stac.json", "scene_mask.tif", "scene_mask.tif.aux.xml",
     ]  # fmt: skip
     assert cog_is_valid(out / "L2A_N0509_mask.tif") and cog_is_valid(out / "scene_mask.tif")
 
@@ -189,7 +190,9 @@ def test_an_unexpected_exception_fails_one_product_not_the_batch(
     assert result.code == 1
     assert "unexpected RuntimeError: simulated bug" in result.err and "--debug" in result.err
     assert "Traceback" not in result.err
-    assert files_in(out) == ["scene_mask.json", "scene_mask.tif", "scene_mask.tif.aux.xml"]
+    assert files_in(out) == [
+        "index.geojson", "scene_mask.json", "scene_mask.stac.json", "scene_mask.tif", "scene_mask.tif.aux.xml"
+    ]  # fmt: skip
 
     result = run_main(["--debug", *args, "--overwrite"], monkeypatch, capsys)
     assert result.code == 1
@@ -212,7 +215,9 @@ def test_same_output_name_twice_in_a_batch(inputs: Inputs, tmp_path: Path, monke
     result = run_main(args, monkeypatch, capsys)
     assert result.code == 1
     assert "1 of 2 products failed" in result.err and "expected one product per output name" in result.err
-    assert files_in(out) == ["scene_mask.json", "scene_mask.tif", "scene_mask.tif.aux.xml"]
+    assert files_in(out) == [
+        "index.geojson", "scene_mask.json", "scene_mask.stac.json", "scene_mask.tif", "scene_mask.tif.aux.xml"
+    ]  # fmt: skip
 
 
 def test_batch_output_folder_that_is_a_file(inputs: Inputs, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001

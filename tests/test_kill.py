@@ -30,7 +30,7 @@ from tests.reliability_helpers import CRS, save_tiny_weights
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")]
 
 SIZE = 1024
-FINAL = {"m.tif", "m.tif.aux.xml", "m.json", "m.png", "m_proba.tif"}
+FINAL = {"m.tif", "m.tif.aux.xml", "m.json", "m.png", "m_proba.tif", "m.stac.json"}
 
 
 @pytest.fixture(scope="module")

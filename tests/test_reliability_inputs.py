@@ -557,5 +557,5 @@ def test_zipped_product_is_read_in_place_never_extracted(
     assert set(os.listdir(tmp_path)) == before | {"out"}
     assert not (tmp_path.parent / "escaped.txt").exists()
     assert not Path("/tmp/absolute_escape_s2mask.txt").exists()
-    assert files_in(out) == ["m.json", "m.tif", "m.tif.aux.xml"]
+    assert files_in(out) == ["m.json", "m.stac.json", "m.tif", "m.tif.aux.xml"]
     assert files_in(evil.parent) == [evil.name]  # nothing unpacked beside the zip either

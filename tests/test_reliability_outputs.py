@@ -48,7 +48,9 @@ def test_a_run_writes_a_valid_cog_summary_and_quicklook_and_nothing_else(
     out = tmp_path / "out" / "mask.tif"
     result = _run(inputs, out, monkeypatch, capsys, "--probabilities")
     assert result.code == 0, result
-    assert files_in(out.parent) == ["mask.json", "mask.png", "mask.tif", "mask.tif.aux.xml", "mask_proba.tif"]
+    assert files_in(out.parent) == [
+        "mask.json", "mask.png", "mask.stac.json", "mask.tif", "mask.tif.aux.xml", "mask_proba.tif"
+    ]  # fmt: skip
     assert cog_is_valid(out) and cog_is_valid(out.parent / "mask_proba.tif")
     summary = json.loads((out.parent / "mask.json").read_text())
     assert summary["counts"]["total"] == 96 * 96 and summary["counts"]["valid"] == 96 * 96
@@ -70,7 +72,8 @@ def test_the_mask_is_published_last(inputs: Inputs, tmp_path: Path, monkeypatch,
 
     monkeypatch.setattr(OutputTransaction, "_publish", spy)
     assert _run(inputs, tmp_path / "m.tif", monkeypatch, capsys, "--probabilities").code == 0
-    assert sorted(order[:-1]) == ["m.json", "m.png", "m.tif.aux.xml", "m_proba.tif"] and order[-1] == "m.tif"
+    assert sorted(order[:-1]) == ["m.json", "m.png", "m.stac.json", "m.tif.aux.xml", "m_proba.tif"]
+    assert order[-1] == "m.tif"
 
 
 # --------------------------------------------------------------------------- existing outputs
@@ -99,7 +102,7 @@ def test_overwrite_replaces_every_output(inputs: Inputs, tmp_path: Path, monkeyp
     assert cog_is_valid(tmp_path / "m.tif")
     assert json.loads((tmp_path / "m.json").read_text())["counts"]["total"] == 96 * 96
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
-    assert files_in(tmp_path) == ["m.json", "m.png", "m.tif", "m.tif.aux.xml"]
+    assert files_in(tmp_path) == ["m.json", "m.png", "m.stac.json", "m.tif", "m.tif.aux.xml"]
 
 
 # --------------------------------------------------------------------------- folders
@@ -298,7 +301,9 @@ def test_all_nodata_product_in_a_batch_is_a_failed_entry(
     )
     assert result.code == 1
     assert "1 of 2 products failed" in result.err and "EMPTY.SAFE holds no valid pixel" in result.err
-    assert files_in(out) == ["scene_mask.json", "scene_mask.tif", "scene_mask.tif.aux.xml"]
+    assert files_in(out) == [
+        "index.geojson", "scene_mask.json", "scene_mask.stac.json", "scene_mask.tif", "scene_mask.tif.aux.xml"
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- radiometry

@@ -115,6 +115,7 @@ def test_a_batch_interrupted_by_ctrl_c_is_finished_by_resume(
     assert result.code == 130 and "Interrupted" in result.err
     assert files_in(out) == [
         _mask(a, out).with_suffix(".json").name,
+        _mask(a, out).with_suffix(".stac.json").name,
         _mask(a, out).name,
         f"{_mask(a, out).name}.aux.xml",
     ]

@@ -229,7 +229,9 @@ def test_run_stac_writes_one_mask_per_item_and_an_index(catalogue: dict, first_r
     assert first["assets"]["mask"]["href"] == "S2B_T33TWL_20240610_L2A_mask.tif"
     assert set(first["assets"]) == {"mask", "summary", "quicklook"}
     assert first["properties"]["s2mask:cloud_fraction"] == result.outputs[0].fractions["cloud"]
-    assert first["properties"]["eo:cloud_cover"] == 20.0 and index["s2mask:failures"] == []
+    # eo:cloud_cover is the mask's own (percent of valid pixels); the provider's is kept as s2mask:source_cloud_cover
+    assert first["properties"]["eo:cloud_cover"] == pytest.approx(100 * result.outputs[0].fractions["cloud"])
+    assert first["properties"]["s2mask:source_cloud_cover"] == 20.0 and index["s2mask:failures"] == []
     assert not list(result.index.parent.glob(".*"))  # no temporary files left
 
 
