@@ -8,7 +8,7 @@ SAMPLE_DIR ?= demo
 install:
 	# torch first: the pinned CPU build lies on this disk; a loose spec would pull a CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev,train,teacher]"
+	$(PIP) install --quiet -e ".[dev,train,teacher,fast]"
 
 demo: install
 	$(PYTHON) -m s2mask.testing.sample $(SAMPLE_DIR)

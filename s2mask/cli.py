@@ -113,8 +113,8 @@ def cli(debug: bool) -> None:
     logging.getLogger("odc.loader").addHandler(logging.NullHandler())
 
 
-def _keep_precision(ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    ctx.meta["s2mask.precision"] = value
+def _keep_in_meta(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    ctx.meta[f"s2mask.{param.name}"] = value
     return value
 
 
@@ -124,15 +124,19 @@ def model_options(f):  # noqa: ANN001, ANN201
         click.option("--model", "model_name", default="s2-9", show_default=True,
                      help="Shipped model name (s2-9, rgbn)."),
         click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                     help="A weights file (.safetensors or a training checkpoint); overrides --model."),
+                     help="A weights file (.safetensors, a training checkpoint, or an int8 .onnx); overrides --model."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
                      show_default=True, help="Compute device; auto picks CUDA, then MPS, then CPU."),
         click.option("--threads", type=click.IntRange(1, 256), default=None,
-                     help="Torch threads per process (default: all available cores)."),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
-                     show_default=True, expose_value=False, callback=_keep_precision,
-                     help="CPU arithmetic: auto is bf16 where the CPU has bf16 units (AMX, AVX512-BF16), "
-                          "else fp32. Local runs; cluster workers use auto."),
+                     help="Model threads per process (default: all available cores)."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "int8"]), default="auto",
+                     show_default=True, expose_value=False, callback=_keep_in_meta,
+                     help="auto: int8 (the calibrated int8 model on OpenVINO or ONNX Runtime) on CPUs with "
+                          "int8 units (VNNI, AMX) when a runtime is installed, else bf16 on CPUs with bf16 "
+                          "units, else fp32. Local runs; cluster workers use auto."),
+        click.option("--runtime", type=click.Choice(["auto", "torch", "openvino", "onnxruntime"]), default="auto",
+                     show_default=True, expose_value=False, callback=_keep_in_meta,
+                     help="Where the model runs: torch (fp32/bf16, any device) or an ONNX runtime (int8, CPU)."),
         click.option("--window", type=click.IntRange(32, 4096), default=None,
                      help="Window size in px (default: the model card's)."),
         click.option("--overlap", type=click.IntRange(0, 2048), default=None, help="Window overlap in px."),
@@ -171,11 +175,17 @@ def input_options(f):  # noqa: ANN001, ANN201
 
 
 def _load_model(model_name: str, weights: str | None, device: str, threads: int | None):  # noqa: ANN202
-    from s2mask.model import load_model, set_threads
+    from s2mask.model import load_model
+    from s2mask.model.device import cpu_count
 
-    set_threads(threads)
-    precision = click.get_current_context().meta.get("s2mask.precision", "auto")
-    return load_model(weights or model_name, device=device, precision=precision)
+    meta = click.get_current_context().meta
+    return load_model(
+        weights or model_name,
+        device=device,
+        precision=meta.get("s2mask.precision", "auto"),
+        runtime=meta.get("s2mask.runtime", "auto"),
+        threads=threads or cpu_count(),
+    )
 
 
 def _cluster(scheduler: str | None, workers: int | None, weights: str, device: str, threads: int | None):  # noqa: ANN202

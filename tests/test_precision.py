@@ -21,7 +21,7 @@ def test_precision_choice() -> None:
     with pytest.raises(InvalidParameterError, match="fp16"):
         resolve_precision("fp16", cpu)
     # the library default is auto, so local runs and cluster workers compute alike
-    assert load_model("rgbn", device="cpu").precision == resolve_precision("auto", cpu)
+    assert load_model("rgbn", device="cpu", runtime="torch").precision == resolve_precision("auto", cpu)
     assert load_model("rgbn", device="cpu", precision="fp32").precision == "fp32"
 
 

@@ -310,9 +310,11 @@ def evaluate(
 @click.option("--shared-data", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "int8", "auto"]), default="fp32", show_default=True)
+@click.option("--runtime", type=click.Choice(["auto", "torch", "openvino", "onnxruntime"]), default="auto",
+              show_default=True, help="Where the model runs (int8 needs openvino or onnxruntime).")
 @click.option("--peer/--no-peer", default=True, show_default=True, help="ukis-csmask on the same arrays.")
-def evaluate_scenes(weights, shared_data, json_out, device, precision, peer) -> None:
+def evaluate_scenes(weights, shared_data, json_out, device, precision, runtime, peer) -> None:
     """Accuracy on every real labelled scene here (ukis mask, Sen2Cor SCL, s2cloudless mask), beside ukis-csmask.
 
     Prints the JSON, then a markdown table (the README's)."""
@@ -323,13 +325,35 @@ def evaluate_scenes(weights, shared_data, json_out, device, precision, peer) -> 
     def go():
         res = {}
         for i, w in enumerate(weights):
-            model = load_model(w, device=device, precision=precision)
+            model = load_model(w, device=device, precision=precision, runtime=runtime)
             res[w] = evaluate_real_scenes(model, shared_data, peer=peer and i == 0)
         out = res[weights[0]] if len(weights) == 1 else res
         click.echo(json.dumps(out, indent=2))
         click.echo(format_scene_table(res))
         if json_out:
             write_json(out, json_out)
+
+    _run(go)
+
+
+@train_cli.command("quantize")
+@click.option("--weights", required=True, help="Shipped model name or .safetensors file.")
+@click.option("--shared-data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Real scenes to calibrate on (../shared/data; scoring scenes are never used).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Output .onnx (default: <weights stem>.int8.onnx beside the weights).")
+@click.option("--tiles-per-scene", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def quantize(weights, shared_data, out_path, tiles_per_scene, seed) -> None:
+    """Write the int8 model of WEIGHTS (static quantization calibrated on real scenes; training/quantize.py)."""
+    from training.quantize import quantize_weights
+
+    def go():
+        path, calibration = quantize_weights(
+            weights, shared_data, out=out_path, tiles_per_scene=tiles_per_scene, seed=seed
+        )
+        click.echo(json.dumps(calibration, indent=2))
+        click.echo(f"wrote {path}")
 
     _run(go)
 

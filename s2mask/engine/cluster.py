@@ -18,7 +18,6 @@ Typical use::
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,14 @@ from typing import Any
 import numpy as np
 from distributed import Client, WorkerPlugin, get_worker
 
+from s2mask.engine.predict import Model
 from s2mask.errors import InvalidParameterError
-from s2mask.model import LoadedModel, load_model, set_threads
+from s2mask.model import load_model
+from s2mask.model.device import cpu_count
 
 __all__ = ["ModelPlugin", "ModelRef", "connect", "use_model", "plugin_name"]
 
-_CACHE: dict[tuple[str, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, str], Model] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -47,7 +48,7 @@ def plugin_name(weights: str | Path, device: str = "auto") -> str:
     return f"s2mask-model:{_weights_key(weights)}:{device}"
 
 
-def _local_model(weights: str, device: str) -> LoadedModel:
+def _local_model(weights: str, device: str) -> Model:
     """Load ``weights`` once per process (thread-safe)."""
     key = (weights, device)
     with _CACHE_LOCK:
@@ -72,7 +73,7 @@ class ModelRef:
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", _weights_key(self.weights))
 
-    def resolve(self) -> LoadedModel:
+    def resolve(self) -> Model:
         """The worker plugin's model when running on a worker that has one, else a process-local load."""
         try:
             worker = get_worker()
@@ -125,7 +126,7 @@ class ModelPlugin(WorkerPlugin):
         self.device = str(device)
         self.threads = threads
         self.workers_per_host = max(1, int(workers_per_host))
-        self.model: LoadedModel | None = None
+        self.model: Model | None = None
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -137,15 +138,8 @@ class ModelPlugin(WorkerPlugin):
         return state
 
     def setup(self, worker: Any) -> None:
-        threads = self.threads
-        if threads is None:
-            try:
-                cpus = len(os.sched_getaffinity(0))
-            except AttributeError:  # pragma: no cover - macOS
-                cpus = os.cpu_count() or 1
-            threads = max(1, cpus // self.workers_per_host)
-        set_threads(threads)
-        self.model = load_model(self.weights, device=self.device)
+        threads = self.threads or max(1, cpu_count() // self.workers_per_host)
+        self.model = load_model(self.weights, device=self.device, threads=threads)
 
     def teardown(self, worker: Any) -> None:
         self.model = None

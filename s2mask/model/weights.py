@@ -9,19 +9,17 @@ Shipped models live in ``s2mask/models/<name>.safetensors``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from s2mask import __version__
-from s2mask.bands import resolve_bands
 from s2mask.errors import WeightsError
+from s2mask.model.card import CLASSES, ModelCard
 from s2mask.model.device import resolve_device, resolve_precision
-from s2mask.model.normalize import Normalization, fill_nodata, normalize
+from s2mask.model.normalize import fill_nodata, normalize
 from s2mask.model.unet import UNet
 
 __all__ = [
@@ -30,64 +28,8 @@ __all__ = [
     "LoadedModel",
     "build_model",
     "save_model",
-    "load_model",
-    "shipped_models",
+    "load_torch_model",
 ]
-
-CLASSES: tuple[str, ...] = ("clear", "cloud", "shadow")
-"""Class names by index; 255 is nodata."""
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """Everything needed to use a set of weights correctly."""
-
-    name: str
-    """Short model name, e.g. ``"s2-9"``."""
-    bands: tuple[str, ...]
-    """ESA band names in the order the model expects them."""
-    classes: tuple[str, ...] = CLASSES
-    """Output class names by index."""
-    normalization: Normalization = field(default_factory=Normalization)
-    """How reflectance is turned into model input."""
-    window_size: int = 256
-    """Window size (px) the model was trained on; the engine's default window."""
-    resolution: int = 10
-    """Ground sampling distance (m) the model was trained at."""
-    width: int = 16
-    """U-Net first-level width."""
-    architecture: str = "unet4"
-    """Architecture name; only ``unet4`` exists."""
-    training_data: str = ""
-    """What the model was trained on."""
-    levels: tuple[str, ...] = ("L1C", "L2A")
-    """Processing levels the model was trained and evaluated on (one model serves both)."""
-    command: str = ""
-    """The exact command that produced the weights."""
-    metrics: dict[str, Any] = field(default_factory=dict)
-    """Measured accuracy (name -> value or nested dict)."""
-    version: str = __version__
-    """s2mask version that wrote the weights."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["bands"], d["classes"], d["levels"] = list(self.bands), list(self.classes), list(self.levels)
-        d["normalization"] = self.normalization.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
-        try:
-            d = dict(d)
-            d["bands"] = resolve_bands(list(d["bands"]))
-            d["classes"] = tuple(d.get("classes", CLASSES))
-            d["levels"] = tuple(d.get("levels", ("L1C", "L2A")))
-            d["normalization"] = Normalization.from_dict(d.get("normalization", {}))
-            known = {f for f in cls.__dataclass_fields__}
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(f"The model card is invalid ({exc}); expected at least 'name' and 'bands'.") from exc
-
 
 def build_model(card: ModelCard) -> UNet:
     """A fresh (untrained) network shaped as ``card`` says."""
@@ -114,6 +56,7 @@ class LoadedModel:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         """``fp32`` or ``bf16`` (CPU autocast); CUDA always runs under autocast."""
+        self.runtime = "torch"
         self.net = net.to(self.device).eval()
         if self.device.type == "cpu":
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -161,12 +104,6 @@ def save_model(net: torch.nn.Module, card: ModelCard, path: str | Path) -> Path:
     return path
 
 
-def shipped_models() -> dict[str, Path]:
-    """Names and paths of the models that ship inside the package."""
-    root = resources.files("s2mask") / "models"
-    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".safetensors")}
-
-
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import safe_open
 
@@ -192,28 +129,20 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     )
 
 
-def load_model(
-    weights: str | Path,
+def load_torch_model(
+    path: str | Path,
     *,
     device: str | torch.device = "auto",
-    card_overrides: dict[str, Any] | None = None,
     precision: str = "auto",
+    card_overrides: dict[str, Any] | None = None,
 ) -> LoadedModel:
-    """Load a shipped model by name (``"s2-9"``, ``"rgbn"``) or a weights file, ready for inference.
+    """The torch network of a weights file (``.safetensors`` or a training checkpoint).
 
-    ``precision``: ``auto`` (bf16 autocast where the CPU has bf16 units, AMX or AVX512-BF16,
-    else fp32; see :func:`s2mask.model.device.resolve_precision`), ``fp32`` or ``bf16``.  On
-    the real labelled scenes bf16 changes macro IoU by at most 0.001 (BENCHMARKS.md).
+    Use :func:`s2mask.model.load_model`, which also resolves shipped names and chooses the
+    runtime.  ``precision``: ``auto`` (bf16 autocast where the CPU has bf16 units, AMX or
+    AVX512-BF16, else fp32; :func:`s2mask.model.device.resolve_precision`), ``fp32`` or ``bf16``.
     """
-    shipped = shipped_models()
-    path = Path(weights)
-    if str(weights) in shipped:
-        path = shipped[str(weights)]
-    elif not path.exists():
-        if path.suffix or "/" in str(weights):
-            raise WeightsError(f"Weights file {weights} does not exist; check the path.")
-        names = ", ".join(sorted(shipped)) or "none"
-        raise WeightsError(f"Unknown model name {weights!r}; shipped models are: {names}.")
+    path = Path(path)
     try:
         if path.suffix == ".safetensors":
             state, card_dict = _read_safetensors(path)
