@@ -8,6 +8,8 @@ block size x scenes x bands, not the scene size.
 
     python benchmarks/composite_bench.py --scenes 6 --size 10980           # full tiles
     python benchmarks/composite_bench.py --scenes 3 --size 2048 --check    # quick, verified
+    python benchmarks/composite_bench.py --method percentile --percentile 25 --size 4096 --check
+    python benchmarks/composite_bench.py --method first --max-observations 1 --size 4096 --check
 
 Prints one JSON line: wall time, peak RSS (``getrusage`` maximum and a 0.2 s sampler), sizes.
 ``--check`` re-reads the written COG and compares it with the known clear surface.
@@ -130,25 +132,31 @@ def _gdal_cachemax() -> int:
         return int(rasterio.env.get_gdal_config("GDAL_CACHEMAX"))
 
 
-def check(path: Path, *, scenes: int, bands: tuple[str, ...], size: int, samples: int = 4096) -> dict:
-    """Compare random pixels of the written COG with the known surface and clear count."""
+def check(
+    path: Path, *, scenes: int, bands: tuple[str, ...], size: int, samples: int = 4096,
+    min_observations: int = 1, max_observations: int | None = None,
+) -> dict:  # fmt: skip
+    """Compare random pixels of the written COG with the known surface and clear count (every method
+    returns the surface exactly: the clear observations of a pixel are all equal)."""
     import rasterio
 
     rng = np.random.default_rng(0)
     rows, cols = rng.integers(0, size, samples), rng.integers(0, size, samples)
     yy, xx = rows.astype(np.float32), cols.astype(np.float32)
     counts = sum((scene_mask(t, yy, xx) == 0).astype(int) for t in range(scenes))
+    if max_observations is not None:
+        counts = np.minimum(counts, max_observations)
     with rasterio.open(path) as src:
         values = np.array(
             [src.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0] for r, c in zip(rows, cols, strict=True)]
         ).T
-    ok = counts > 0
+    ok = counts >= max(1, min_observations)
     expected = np.stack([np.clip(np.round(surface(b, yy, xx) * 10000), 1, 65535) for b in range(len(bands))])
     return {
         "pixels_checked": samples,
         "reflectance_exact": bool(np.array_equal(values[: len(bands), ok], expected[:, ok])),
         "count_exact": bool(np.array_equal(values[len(bands)], counts)),
-        "nodata_where_no_clear": bool((values[:, ~ok] == 0).all()),
+        "nodata_where_no_clear": bool((values[: len(bands), ~ok] == 0).all()),
         "pixels_without_clear": int((~ok).sum()),
     }
 
@@ -159,6 +167,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=10980)
     ap.add_argument("--bands", default="rgbn", help="preset or comma list (default rgbn: 4 bands)")
     ap.add_argument("--method", default="median")
+    ap.add_argument("--percentile", type=float, default=None, help="q of --method percentile")
+    ap.add_argument("--order", default=None, help="scene order (input, oldest, newest, ...)")
+    ap.add_argument("--min-observations", type=int, default=1)
+    ap.add_argument("--max-observations", type=int, default=None)
     ap.add_argument("--buffer", type=int, default=0)
     ap.add_argument("--chunks", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=None, help="dask threads (default: CPUs available)")
@@ -181,7 +193,10 @@ def main() -> None:
     baseline = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
     with PeakRSS() as rss, dask.config.set(scheduler="threads", num_workers=threads):
-        result = composite(cubes, masks, method=args.method, buffer=args.buffer, chunks=args.chunks)
+        result = composite(
+            cubes, masks, method=args.method, percentile=args.percentile, buffer=args.buffer, order=args.order,
+            min_observations=args.min_observations, max_observations=args.max_observations, chunks=args.chunks,
+        )  # fmt: skip
         write_composite(result, out, overwrite=True)
     wall = time.perf_counter() - t0
     report = {
@@ -189,6 +204,10 @@ def main() -> None:
         "size": args.size,
         "bands": list(bands),
         "method": args.method,
+        "percentile": args.percentile,
+        "order": args.order,
+        "min_observations": args.min_observations,
+        "max_observations": args.max_observations,
         "buffer": args.buffer,
         "chunks": args.chunks,
         "threads": threads,
@@ -202,7 +221,10 @@ def main() -> None:
         "output_mib": round(out.stat().st_size / 2**20, 1),
     }
     if args.check:
-        report["check"] = check(out, scenes=args.scenes, bands=bands, size=args.size)
+        report["check"] = check(
+            out, scenes=args.scenes, bands=bands, size=args.size,
+            min_observations=args.min_observations, max_observations=args.max_observations,
+        )  # fmt: skip
     print(json.dumps(report))
     if tmpdir is not None:
         tmpdir.cleanup()

@@ -344,13 +344,26 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
 @click.argument("products", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Composite COG path (a quick-look PNG is written beside it).")
-@click.option("--method", type=click.Choice(["median", "mean", "best-pixel"]), default="median", show_default=True,
-              help="How clear observations are combined.")
+@click.option("--method", type=click.Choice(["median", "mean", "percentile", "best-pixel", "medoid", "geomedian", "first"]),
+              default="median", show_default=True,
+              help="How clear observations are combined: per-band statistics (median, mean, percentile), one real "
+                   "observation (best-pixel: lowest cloud probability; medoid: closest to the median; first: first "
+                   "clear in --order), or the multivariate geometric median (geomedian).")
+@click.option("--percentile", type=click.FloatRange(0, 100), default=None,
+              help="With --method percentile: q, e.g. 25 for a dark-biased composite.")
+@click.option("--order", type=click.Choice(["input", "least-cloudy", "oldest", "newest", "target-date"]), default=None,
+              help="Scene order: first takes the first clear scene in it, --max-observations counts in it "
+                   "[default: input; target-date with --target-date].")
+@click.option("--min-observations", type=click.IntRange(1, 10000), default=1, show_default=True,
+              help="Pixels with fewer clear observations are nodata.")
+@click.option("--max-observations", type=click.IntRange(1, 10000), default=None,
+              help="Use at most N clear observations per pixel (in --order); blocks stop reading scenes once complete.")
 @click.option("--mask", "masks", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Existing s2mask mask COG for each product, in the same order (repeat); else masks are computed.")
 @click.option("--buffer", type=click.IntRange(0, 100), default=0, show_default=True,
               help="Grow cloud and shadow by N pixels before compositing.")
-@click.option("--target-date", default=None, help="best-pixel: ties go to the scene closest to this date.")
+@click.option("--target-date", default=None,
+              help="Scenes closest to this date first (--order target-date): first picks by it, best-pixel ties too.")
 @click.option("--output-bands", "out_bands", type=BandsType(), default="s2-9", show_default=True,
               help="Output bands (preset or list); must include B04,B03,B02 for the quick-look.")
 @click.option("--crs", default=None, help="Output CRS (default: the first product's), e.g. EPSG:32633.")
@@ -365,14 +378,16 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
 @click.option("--limit", type=click.IntRange(1, 100000), default=None, help="With --stac-bbox: at most N items.")
 @model_options
 @input_options
-def composite(products, output, method, masks, buffer, target_date, out_bands, crs, grid_resolution, grid_bbox,
-              stac_bbox, date, collection, url, max_cloud, limit, model_name, weights, device, threads, window,
+def composite(products, output, method, percentile, order, min_observations, max_observations, masks, buffer,
+              target_date, out_bands, crs, grid_resolution, grid_bbox, stac_bbox, date, collection, url, max_cloud, limit, model_name, weights, device, threads, window,
               overlap, batch_size, chunks, resolution, scheduler, workers, quiet, overwrite, bands, scale, offset,
               resampling) -> None:  # noqa: ANN001
     """Build a cloud-free composite from PRODUCTS (or a STAC search) into one COG.
 
     \b
     s2mask composite a.SAFE b.SAFE c.SAFE -o composite.tif --method median --buffer 3
+    s2mask composite *.SAFE -o p25.tif --method percentile --percentile 25 --min-observations 3
+    s2mask composite *.SAFE -o first.tif --method first --order least-cloudy --max-observations 1
     s2mask composite --stac-bbox 11.0,46.0,11.3,46.2 --date 2024-06-01/2024-08-31 -o summer.tif
     """
     from s2mask.composite import CompositeOptions, composite_products, composite_stac
@@ -384,7 +399,15 @@ def composite(products, output, method, masks, buffer, target_date, out_bands, c
     if masks and len(masks) != len(products):
         raise click.BadParameter(f"{len(masks)} --mask files for {len(products)} products; give one per product.",
                                  param_hint="--mask")
-    options = CompositeOptions(method=method, buffer=buffer, target_date=target_date, bands=out_bands,
+    if (method == "percentile") != (percentile is not None):
+        raise click.BadParameter("--percentile Q goes with --method percentile (and only with it).",
+                                 param_hint="--percentile")
+    if max_observations is not None and max_observations < min_observations:
+        raise click.BadParameter(f"--max-observations {max_observations} is below --min-observations "
+                                 f"{min_observations}; no pixel could be valid.", param_hint="--max-observations")
+    options = CompositeOptions(method=method, percentile=percentile, buffer=buffer, order=order,
+                               target_date=target_date, min_observations=min_observations,
+                               max_observations=max_observations, bands=out_bands,
                                resolution=resolution, resampling=resampling, input_bands=bands, scale=scale,
                                offset=offset, window=window, overlap=overlap, batch_size=batch_size, crs=crs,
                                grid_resolution=grid_resolution, bbox=grid_bbox, chunks=min(chunks, 1024),

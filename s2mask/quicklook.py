@@ -11,7 +11,9 @@ ground stays readable and clouds saturate to white (``stretch="percentile"``) or
 (``stretch="gain"``, 3.5 by default), then gamma-corrected.  Cloud is tinted magenta,
 shadow amber (both semi-transparent), nodata is darkened; clear pixels are left as they
 are.  A legend strip below the image names the classes with their share of the valid
-pixels.
+pixels.  A composite's quick-look has its own legend (:func:`composite_legend`): the share of
+pixels without a composite value, clear observations per pixel (min / median / max) and the dates
+used, drawn by the same strip.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from s2mask.mask import (
     fractions_from_counts,
 )
 
-__all__ = ["OVERLAY", "OverlayStyle", "preview_rgb", "write_quicklook"]
+__all__ = ["OVERLAY", "OverlayStyle", "composite_legend", "preview_rgb", "write_quicklook"]
 
 _RGB = ("B04", "B03", "B02")
 _NODATA = NODATA
@@ -256,8 +258,8 @@ def _font(width: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _legend(width: int, entries: list[tuple[OverlayStyle, str]]) -> Image.Image:
-    """A strip of coloured swatches and labels, wrapped to ``width``."""
+def _legend(width: int, entries: list[tuple[OverlayStyle | None, str]]) -> Image.Image:
+    """A strip of coloured swatches and labels (no swatch where the style is None), wrapped to ``width``."""
     font = _font(width)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     ascent = probe.textbbox((0, 0), "Ag", font=font)[3]
@@ -265,7 +267,7 @@ def _legend(width: int, entries: list[tuple[OverlayStyle, str]]) -> Image.Image:
     items = []
     for style, text in entries:
         tw = int(probe.textlength(text, font=font))
-        items.append((style, text, sw + 4 + tw + 2 * pad))
+        items.append((style, text, (sw + 4 if style is not None else 0) + tw + 2 * pad))
     rows: list[list] = [[]]
     used = pad
     for item in items:
@@ -279,8 +281,11 @@ def _legend(width: int, entries: list[tuple[OverlayStyle, str]]) -> Image.Image:
     for r, row in enumerate(rows):
         x, y = pad, pad // 2 + r * row_h + (row_h - sw) // 2
         for style, text, w in row:
-            draw.rectangle((x, y, x + sw - 1, y + sw - 1), fill=style.colour, outline=_LEGEND_FG)
-            draw.text((x + sw + 4, y + sw // 2), text, fill=_LEGEND_FG, font=font, anchor="lm")
+            tx = x
+            if style is not None:
+                draw.rectangle((x, y, x + sw - 1, y + sw - 1), fill=style.colour, outline=_LEGEND_FG)
+                tx += sw + 4
+            draw.text((tx, y + sw // 2), text, fill=_LEGEND_FG, font=font, anchor="lm")
             x += w
     return strip
 
@@ -290,6 +295,52 @@ def _fractions(mask: Any, small_mask: np.ndarray, scheduler: Any) -> dict[str, f
     data = getattr(mask, "data", mask)
     counts = class_counts(data if data.dtype == np.uint8 else small_mask, scheduler=scheduler)
     return fractions_from_counts(counts)
+
+
+def composite_legend(
+    count: np.ndarray,
+    nodata: Any,
+    *,
+    dates: Any = (),
+    date_band: np.ndarray | None = None,
+    min_observations: int = 1,
+    top: int = 4,
+) -> list[tuple[OverlayStyle | None, str]]:
+    """Legend entries for a composite's quick-look (pass them as ``write_quicklook(..., legend=)``).
+
+    Args:
+        count: clear observations per pixel (the composite's ``count`` band, any resolution).
+        nodata: the quick-look's nodata mask (255 where the composite has no value) on ``count``'s grid.
+        dates: the scenes' dates (ISO text), shown as a range when ``date_band`` is absent.
+        date_band: the chosen observation's days since 1970-01-01 (0: none), for the methods that
+            pick one observation: the ``top`` most used dates are listed with their share.
+        min_observations: the composite's minimum, named in the nodata entry.
+
+    Returns ``(style, text)`` pairs: the nodata swatch with its share, then text-only entries.
+    """
+    count = np.asarray(count)
+    empty = np.asarray(getattr(nodata, "values", nodata)) == _NODATA
+    share = float(empty.mean()) if empty.size else 0.0
+    what = "no clear obs" if min_observations <= 1 else f"< {min_observations} clear obs"
+    entries: list[tuple[OverlayStyle | None, str]] = [(OVERLAY[_NODATA], f"{what} {100 * share:.0f}%")]
+    if count.size:
+        lo, mid, hi = np.min(count), np.median(count), np.max(count)
+        entries.append((None, f"clear obs/pixel min {lo:.0f} median {mid:.0f} max {hi:.0f}"))
+    dates = [str(d)[:10] for d in dates]
+    if date_band is not None:
+        days = np.asarray(date_band)[~empty]
+        days = days[days > 0]
+        values, counts = np.unique(days, return_counts=True)
+        ranked = sorted(zip(counts, values, strict=True), reverse=True)
+        for n, day in ranked[:top]:
+            text = str(np.datetime64(int(day), "D"))
+            entries.append((None, f"{text} {100 * n / max(days.size, 1):.0f}%"))
+        if len(ranked) > top:
+            rest = sum(n for n, _ in ranked[top:])
+            entries.append((None, f"{len(ranked) - top} more dates {100 * rest / max(days.size, 1):.0f}%"))
+    elif dates:
+        entries.append((None, f"{len(dates)} scenes {min(dates)} to {max(dates)}"))
+    return entries
 
 
 def _label(name: str, frac: float | None) -> str:
@@ -308,6 +359,7 @@ def write_quicklook(
     gain: float = 3.5,
     gamma: float = 1.0,
     fractions: Mapping[str, float | None] | None = None,
+    legend: list[tuple[OverlayStyle | None, str]] | None = None,
     scheduler: Any = None,
 ) -> Path:
     """Write a PNG quick-look of ``rgb`` with ``mask`` overlaid and a legend; return its path.
@@ -326,6 +378,8 @@ def write_quicklook(
         gamma: gamma applied after the stretch (``> 1`` brightens dark areas).
         fractions: class fractions for the legend (e.g. ``mask_summary(...)["fractions"]``);
             default: counted on the full mask, as the JSON summary counts them.
+        legend: ``(style, text)`` entries that replace the class legend (a composite's, from
+            :func:`composite_legend`); a ``None`` style draws text without a swatch.
         scheduler: dask scheduler for the downsampling.
 
     The PNG is ``ceil(w / f)`` wide and ``ceil(h / f)`` plus the legend strip high.
@@ -366,9 +420,12 @@ def write_quicklook(
     if small_mask is not None:
         img = _overlay(img, small_mask)
     picture = Image.fromarray(img)
-    if small_mask is not None:
-        fr = dict(fractions) if fractions is not None else _fractions(mask, small_mask, scheduler)
-        entries = [(s, _label(s.label, fr.get(s.label))) for s in OVERLAY.values()]
+    if small_mask is not None or legend is not None:
+        if legend is not None:
+            entries = list(legend)
+        else:
+            fr = dict(fractions) if fractions is not None else _fractions(mask, small_mask, scheduler)
+            entries = [(s, _label(s.label, fr.get(s.label))) for s in OVERLAY.values()]
         strip = _legend(picture.width, entries)
         canvas = Image.new("RGB", (picture.width, picture.height + strip.height), _LEGEND_BG)
         canvas.paste(picture, (0, 0))

@@ -105,7 +105,9 @@ def test_registry_and_names():
     assert isinstance(get_method("mean"), MeanMethod)
     custom = MeanMethod()
     assert get_method(custom) is custom
-    assert {m.value.name for m in Method} == {"median", "mean", "best-pixel"}
+    assert {m.value.name for m in Method} == {
+        "median", "mean", "best-pixel", "percentile", "medoid", "geomedian", "first",
+    }  # fmt: skip
     assert all(issubclass(m.value, CompositeMethod) for m in Method)
-    with pytest.raises(InvalidParameterError, match="median, mean, best-pixel"):
+    with pytest.raises(InvalidParameterError, match="median, mean, best-pixel, percentile"):
         get_method("max")

@@ -1,4 +1,4 @@
-"""Writing composites: one uint16 COG with count (and source), and the path-level pipeline."""
+"""Writing composites: one uint16 COG with count (and source, date), and the path-level pipeline."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _cube_and_mask(path, mask_path):
     return cube, rioxarray.open_rasterio(mask_path).squeeze("band", drop=True)
 
 
-def test_write_composite_is_a_uint16_cog_with_count_and_source(products, tmp_path):
+def test_write_composite_is_a_uint16_cog_with_count_source_and_date(products, tmp_path):
     from rio_cogeo.cogeo import cog_validate
 
     paths, masks, surface = products
@@ -80,8 +80,9 @@ def test_write_composite_is_a_uint16_cog_with_count_and_source(products, tmp_pat
     assert cog_validate(str(out))[0]
     dn, count = _expected(surface)
     with rasterio.open(out) as src:
-        assert src.count == 6 and src.dtypes[0] == "uint16" and src.nodata == 0
-        assert src.descriptions == (*BANDS, "count", "source")
+        assert src.count == 7 and src.dtypes[0] == "uint16" and src.nodata == 0
+        assert src.descriptions == (*BANDS, "count", "source", "date")
+        assert src.scales == (1e-4,) * 4 + (1.0,) * 3 and src.offsets == (0.0,) * 7
         assert src.crs.to_epsg() == 32633 and src.transform == TRANSFORM
         tags = src.tags()
         assert tags["METHOD"] == "best-pixel" and tags["SCENE_2"] == paths[1].name
@@ -95,6 +96,9 @@ def test_write_composite_is_a_uint16_cog_with_count_and_source(products, tmp_pat
     assert (data[:, ~has] == 0).all()
     first = np.argmax(np.stack([_classes(t) == 0 for t in range(len(DATES))]), axis=0) + 1
     np.testing.assert_array_equal(data[5][has], first[has])
+    days = np.array([np.datetime64(d[:10], "D").astype(int) for d in ISO_DATES])
+    np.testing.assert_array_equal(data[6][has], days[first[has] - 1])
+    assert (data[6][~has] == 0).all() and tags["DATE_BAND"].startswith("days since 1970-01-01")
     with pytest.raises(OutputExistsError):
         write_composite(result, out)
 

@@ -1,7 +1,8 @@
 """Writing composites, and the path-level pipeline behind ``s2mask composite``.
 
 ``write_composite`` streams a lazy composite into one multi-band uint16 COG (reflectance bands,
-``count`` and for best-pixel ``source``) through :func:`s2mask.io.cog.write_cog`.
+``count``, and for best-pixel, medoid and first ``source`` and ``date``) through
+:func:`s2mask.io.cog.write_cog`, with per-band scale/offset.
 ``composite_products`` opens products, reuses mask COGs or computes masks with the engine, and
 writes the COG and a quick-look PNG (made from the written COG's overviews, so the composite is
 computed only once).
@@ -20,9 +21,9 @@ import numpy as np
 import xarray as xr
 
 from s2mask.bands import DEFAULT_BANDS, resolve_bands
-from s2mask.composite.core import DateLike, composite, to_uint16
+from s2mask.composite.core import REFLECTANCE_SCALE, DateLike, composite, to_uint16
 from s2mask.composite.grid import target_grid
-from s2mask.errors import InvalidParameterError, ProductNotFoundError
+from s2mask.errors import InvalidParameterError, OutputError, ProductNotFoundError
 
 __all__ = [
     "CompositeOptions",
@@ -35,6 +36,13 @@ __all__ = [
 ]
 
 _RGB = ("B04", "B03", "B02")
+
+_LAYER_TEXT = {
+    "count": "clear observations used (scale 1)",
+    "source_index": "1-based number of the chosen scene, see SCENE_<n> (0: none)",
+    "date": "days since 1970-01-01 of the chosen observation (0: none)",
+}
+"""What the non-reflectance bands hold, written as ``<NAME>_BAND`` tags."""
 
 
 def composite_tags(result: xr.Dataset, *, sources: Sequence[str] = ()) -> dict[str, str]:
@@ -51,6 +59,17 @@ def composite_tags(result: xr.Dataset, *, sources: Sequence[str] = ()) -> dict[s
     }
     if result.attrs.get("target_date"):
         tags["TARGET_DATE"] = str(result.attrs["target_date"])
+    if "percentile" in result.attrs:
+        tags["PERCENTILE"] = f"{result.attrs['percentile']:g}"
+    if result.attrs.get("order"):
+        tags["ORDER"] = str(result.attrs["order"])
+        tags["ORDER_SCENES"] = ",".join(str(i + 1) for i in result.attrs.get("order_scenes", []))
+    tags["MIN_OBSERVATIONS"] = str(result.attrs.get("min_observations", 1))
+    if result.attrs.get("max_observations"):
+        tags["MAX_OBSERVATIONS"] = str(result.attrs["max_observations"])
+    for name, text in _LAYER_TEXT.items():
+        if name == "count" or name in result:
+            tags[f"{name.upper()}_BAND"] = text
     for i, d in enumerate(result.attrs.get("dates", []), start=1):
         tags[f"SCENE_{i}_DATE"] = str(d)
     for i, s in enumerate(sources, start=1):
@@ -70,27 +89,86 @@ def write_composite(
 ) -> Path:
     """Stream ``result`` (from :func:`composite`) into one uint16 COG; return its path.
 
-    Bands: reflectance x 10000 (``bands`` or all), then ``count``, then for best-pixel ``source``
-    (1-based scene number, listed in the ``SCENE_<n>`` / ``SCENE_<n>_DATE`` tags).  Nodata is 0 in
-    every band.  Overviews are averaged for median/mean and nearest for best-pixel (so an overview
-    pixel keeps one scene's spectrum and its ``source``).
+    Bands: reflectance x 10000 (``bands`` or all; scale 0.0001), then ``count``, then for the
+    methods that pick an observation ``source`` (1-based scene number, listed in the ``SCENE_<n>`` /
+    ``SCENE_<n>_DATE`` tags) and, with dates, ``date`` (days since 1970-01-01), all scale 1.  Band
+    descriptions are the band names; each band carries its scale and offset (GDAL reads them;
+    ``rasterio``'s ``scales``).  Nodata is 0 in every band.  Overviews are averaged for the
+    statistics (median, mean, percentile, geomedian) and nearest for the methods that pick an
+    observation (so an overview pixel keeps one scene's spectrum, ``source`` and ``date``).
     """
+    from s2mask._atomic import atomic_output, check_target, remove_temps, temp_path_for
     from s2mask.io.cog import write_cog
 
     data = to_uint16(result, bands=bands)
-    resampling = "nearest" if "source_index" in result else "average"
-    return write_cog(
-        data,
-        path,
-        nodata=0,
-        dtype="uint16",
-        band_descriptions=[str(b) for b in data["band"].values],
-        tags=composite_tags(result, sources=sources),
-        overview_resampling=resampling,
-        overwrite=overwrite,
-        progress=progress,
-        scheduler=scheduler,
-    )
+    names = [str(b) for b in data["band"].values]
+    target = check_target(path, overwrite=overwrite)
+    staging = temp_path_for(target, ".tif")  # write_cog's COG, before the scales are added
+    try:
+        write_cog(
+            data, staging, nodata=0, dtype="uint16", band_descriptions=names,
+            tags=composite_tags(result, sources=sources),
+            overview_resampling="nearest" if "source_index" in result else "average",
+            progress=progress, scheduler=scheduler,
+        )  # fmt: skip
+        scales = [1.0 / REFLECTANCE_SCALE if n not in _LAYER_BANDS else 1.0 for n in names]
+        with atomic_output(target, overwrite=overwrite, suffix=".tif") as tmp:
+            _copy_with_scales(staging, tmp, scales=scales, offsets=[0.0] * len(names))
+    finally:
+        remove_temps(staging)
+    return target
+
+
+_LAYER_BANDS = ("count", "source", "date")
+
+
+def _copy_with_scales(src: Path, dst: Path, *, scales: Sequence[float], offsets: Sequence[float]) -> None:
+    """Copy the COG ``src`` to ``dst`` with per-band scale/offset, keeping its layout, tiles and overviews.
+
+    A COG cannot be edited in place without breaking its layout, and ``write_cog`` takes no
+    scales, so the bands are re-encoded once through a VRT that adds them (the overviews are
+    taken from ``src``, not recomputed).  When ``write_cog`` learns scales this pass goes away.
+    """
+    from xml.sax.saxutils import escape
+
+    import rasterio
+    import rasterio.shutil
+
+    with rasterio.open(src) as ds:
+        block = ds.block_shapes[0][0]
+        head = (
+            f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><SRS>{escape(ds.crs.to_wkt())}</SRS>'
+            f"<GeoTransform>{', '.join(repr(v) for v in ds.transform.to_gdal())}</GeoTransform>"
+        )
+        meta = "<Metadata>" + "".join(
+            f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in ds.tags().items()
+        )
+        meta += "</Metadata>"
+        bands = "".join(
+            f'<VRTRasterBand dataType="UInt16" band="{i}"><NoDataValue>0</NoDataValue>'
+            f"<Description>{escape(ds.descriptions[i - 1] or '')}</Description>"
+            f"<Offset>{offsets[i - 1]!r}</Offset><Scale>{scales[i - 1]!r}</Scale>"
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(src))}</SourceFilename>'
+            f"<SourceBand>{i}</SourceBand></SimpleSource></VRTRasterBand>"
+            for i in range(1, ds.count + 1)
+        )
+        resampling = "NEAREST" if ds.tags().get("METHOD", "") in _PICKING else "AVERAGE"
+    with rasterio.open(head + meta + bands + "</VRTDataset>") as vrt:
+        rasterio.shutil.copy(
+            vrt, dst, driver="COG", BLOCKSIZE=block, COMPRESS="DEFLATE", PREDICTOR="2", BIGTIFF="IF_SAFER",
+            NUM_THREADS="ALL_CPUS", OVERVIEWS="AUTO", OVERVIEW_RESAMPLING=resampling,
+        )  # fmt: skip
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, _ = cog_validate(str(dst), quiet=True)
+    if not valid:
+        raise OutputError(
+            f"The composite COG {dst.name} lost its COG layout when its band scales were added "
+            f"({'; '.join(errors)}); this is a bug in s2mask, please report it."
+        )
+
+
+_PICKING = ("best-pixel", "medoid", "first")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +176,20 @@ class CompositeOptions:
     """How scenes become a composite (shared by ``composite_products`` and ``composite_stac``)."""
 
     method: str = "median"
-    """``median`` (default), ``mean`` or ``best-pixel``."""
+    """``median`` (default), ``mean``, ``percentile``, ``best-pixel``, ``medoid``, ``geomedian`` or ``first``."""
+    percentile: float | None = None
+    """``q`` (0-100) of the ``percentile`` method."""
     buffer: int = 0
     """Grow cloud and shadow by this many pixels before compositing."""
+    order: str | None = None
+    """Scene order (``input``, ``least-cloudy``, ``oldest``, ``newest``, ``target-date``): ``first``
+    takes the first clear scene in it, best-pixel breaks ties by it, ``max_observations`` counts in it."""
     target_date: DateLike | None = None
-    """Best-pixel ties go to the scene closest to this date."""
+    """The date of ``order="target-date"`` (the default order when given): closest scene first."""
+    min_observations: int = 1
+    """Pixels with fewer clear observations are nodata."""
+    max_observations: int | None = None
+    """Use at most N clear observations per pixel; blocks stop reading scenes once complete."""
     bands: tuple[str, ...] = DEFAULT_BANDS
     """Output bands (the quick-look needs B04, B03, B02 among them)."""
     resolution: int | None = None
@@ -183,8 +270,11 @@ def _open_mask(path: str | Path, chunks: int) -> xr.DataArray:
     return rioxarray.open_rasterio(path, chunks=chunks).squeeze("band", drop=True)
 
 
-def _read_quicklook_source(cog: Path, max_size: int = 2048) -> tuple[xr.DataArray, xr.DataArray]:
-    """RGB reflectance and a nodata mask from the written COG's smallest overview above ``max_size``."""
+def _read_quicklook_source(
+    cog: Path, max_size: int = 2048
+) -> tuple[xr.DataArray, xr.DataArray, dict[str, np.ndarray]]:
+    """RGB reflectance, a nodata mask and the ``count`` (and ``date``) layers from the written COG's
+    smallest overview above ``max_size``."""
     import rasterio
     import rioxarray
 
@@ -197,16 +287,17 @@ def _read_quicklook_source(cog: Path, max_size: int = 2048) -> tuple[xr.DataArra
         if size / factor >= max_size:
             level = i
     da_ = (
-        rioxarray.open_rasterio(cog, overview_level=level)
+        rioxarray.open_rasterio(cog, overview_level=level, mask_and_scale=False)
         if level is not None
-        else rioxarray.open_rasterio(cog)
+        else rioxarray.open_rasterio(cog, mask_and_scale=False)
     )
     da_ = da_.assign_coords(band=names)
     rgb = da_.sel(band=list(_RGB)).astype(np.float32)
     rgb = rgb.where(rgb > 0) / 10000.0
-    count = da_.sel(band="count")
-    mask = xr.where(count == 0, np.uint8(255), np.uint8(0)).astype(np.uint8)
-    return rgb, mask
+    missing = (da_.sel(band=list(_RGB)) == 0).any("band")  # reflectance is 0 only where nodata
+    mask = xr.where(missing, np.uint8(255), np.uint8(0)).astype(np.uint8)
+    layers = {name: da_.sel(band=name).values for name in ("count", "date") if name in names}
+    return rgb, mask, layers
 
 
 def composite_products(
@@ -293,6 +384,10 @@ def composite_stac(
         )
         for item in items
     ]
+    for cube, item in zip(cubes, items, strict=True):  # for order="least-cloudy"
+        cloud = item.properties.get("eo:cloud_cover")
+        if cloud is not None:
+            cube.attrs.setdefault("eo:cloud_cover", cloud)
     if options.bbox is None and options.crs is None:
         options = replace(options, bbox=box.as_tuple(), bbox_crs="EPSG:4326")
     return _composite_cubes(cubes, out, masks=None, model=loaded, options=options, started=t0)
@@ -358,7 +453,9 @@ def _composite_cubes(
     dates = [c.attrs.get("datetime") for c in cubes]
     result = composite(
         [c.sel(band=list(bands)) for c in cubes], masks, probabilities=probs, method=options.method,
-        buffer=options.buffer, target_date=options.target_date, dates=dates if all(dates) else None,
+        percentile=options.percentile, buffer=options.buffer, order=options.order,
+        target_date=options.target_date, dates=dates if all(dates) else None,
+        min_observations=options.min_observations, max_observations=options.max_observations,
         grid=grid, chunks=options.chunks,
     )  # fmt: skip
     sources = tuple(str(c.attrs.get("product_id", i)) for i, c in enumerate(cubes))
@@ -372,10 +469,14 @@ def _composite_cubes(
             result, outputs.staged["composite"], bands=bands, sources=sources, progress=options.progress
         )
         if "quicklook" in targets:
-            from s2mask.quicklook import write_quicklook
+            from s2mask.quicklook import composite_legend, write_quicklook
 
-            rgb, nodata = _read_quicklook_source(outputs.staged["composite"])
-            write_quicklook(rgb, nodata, outputs.staged["quicklook"])
+            rgb, nodata, layers = _read_quicklook_source(outputs.staged["composite"])
+            legend = composite_legend(
+                layers["count"], nodata, dates=result.attrs.get("dates", []), date_band=layers.get("date"),
+                min_observations=options.min_observations,
+            )  # fmt: skip
+            write_quicklook(rgb, nodata, outputs.staged["quicklook"], legend=legend)
         stage_composite_item(outputs, cubes, method=options.method)
         outputs.publish()
     return CompositeRun(
