@@ -335,6 +335,113 @@ class FaultServer:
         return Handler
 
 
+QUERY_CONFORMANCE = (
+    "https://api.stacspec.org/v1.0.0/item-search#query",
+    "https://api.stacspec.org/v1.0.0/item-search#filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+)
+_QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_COMPARE = {
+    "=": lambda a, b: a == b, "<>": lambda a, b: a != b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}  # fmt: skip
+
+
+def matches(
+    properties: Mapping[str, Any], query: Mapping[str, Any] | None, cql: Mapping[str, Any] | None
+) -> bool:
+    """Whether an item's properties pass a STAC ``query`` and a CQL2-JSON ``filter`` (comparisons, ``and``)."""
+
+    def compare(op: str, name: str, value: Any) -> bool:
+        have = properties.get(name)
+        return have is not None and _COMPARE[op](have, value)
+
+    def cql2(node: Mapping[str, Any]) -> bool:
+        if node["op"] == "and":
+            return all(cql2(arg) for arg in node["args"])
+        prop, value = node["args"]
+        return compare(node["op"], prop["property"], value)
+
+    wanted = [(_QUERY_OPS[op], name, v) for name, ops in (query or {}).items() for op, v in ops.items()]
+    return all(compare(*w) for w in wanted) and (cql is None or cql2(cql))
+
+
+class FilteringProxy:
+    """A local STAC API that adds the ``query`` and ``filter`` (CQL2-JSON) extensions to a ``rustac serve``.
+
+    rustac's in-memory backend neither filters on properties nor says it could; this proxy forwards
+    every request, announces the two conformance classes, takes ``query``/``filter`` out of a search
+    (GET or POST) and keeps only the features that pass them (:func:`matches`).
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FilteringProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                from urllib.parse import parse_qsl, urlencode, urlsplit
+
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                split = urlsplit(self.path)
+                params = dict(parse_qsl(split.query))
+                query = cql = None
+                if split.path.rstrip("/").endswith("/search"):
+                    source = body if body is not None else params
+                    query, cql = source.pop("query", None), source.pop("filter", None)
+                    source.pop("filter-lang", None)
+                    query = json.loads(query) if isinstance(query, str) else query
+                    cql = json.loads(cql) if isinstance(cql, str) else cql
+                path = split.path + (f"?{urlencode(params)}" if params else "")
+                status, doc = self._forward(path, body)
+                if isinstance(doc, dict) and "conformsTo" in doc:
+                    doc["conformsTo"] = [*doc["conformsTo"], *QUERY_CONFORMANCE]
+                if isinstance(doc, dict) and (query or cql) and "features" in doc:
+                    doc["features"] = [
+                        f for f in doc["features"] if matches(f.get("properties", {}), query, cql)
+                    ]
+                data = json.dumps(doc).replace(proxy.upstream, proxy.url).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(self, path: str, body: Any) -> tuple[int, Any]:
+                data = None if body is None else json.dumps(body).encode()
+                req = urllib.request.Request(proxy.upstream + path, data=data, method=self.command)
+                if data:
+                    req.add_header("Content-Type", "application/json")
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as resp:
+                        return resp.status, json.loads(resp.read())
+                except urllib.error.HTTPError as err:
+                    return err.code, json.loads(err.read() or b"{}")
+
+            do_GET = do_POST = _handle
+
+        return Handler
+
+
 @contextmanager
 def rustac_server(items: Sequence[Mapping[str, Any]], workdir: Path) -> Iterator[str]:
     """Context manager yielding the URL of a ``rustac serve`` API holding ``items``."""
