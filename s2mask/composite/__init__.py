@@ -9,14 +9,18 @@ The data flow::
 """
 
 from s2mask.composite.buffer import dilate_mask, dilate_mask_block
-from s2mask.composite.core import REFLECTANCE_SCALE, SOURCE_NODATA, composite, layer_names, to_uint16
+from s2mask.composite.core import ORDERS, REFLECTANCE_SCALE, SOURCE_NODATA, composite, layer_names, to_uint16
 from s2mask.composite.grid import Grid, target_grid, to_grid
 from s2mask.composite.methods import (
     BestPixelMethod,
     CompositeMethod,
+    FirstMethod,
+    GeomedianMethod,
     MeanMethod,
     MedianMethod,
+    MedoidMethod,
     Method,
+    PercentileMethod,
     get_method,
 )
 from s2mask.composite.products import (
@@ -29,16 +33,21 @@ from s2mask.composite.products import (
 )
 
 __all__ = [
+    "ORDERS",
     "REFLECTANCE_SCALE",
     "SOURCE_NODATA",
     "BestPixelMethod",
     "CompositeMethod",
     "CompositeOptions",
     "CompositeRun",
+    "FirstMethod",
+    "GeomedianMethod",
     "Grid",
     "MeanMethod",
     "MedianMethod",
+    "MedoidMethod",
     "Method",
+    "PercentileMethod",
     "composite",
     "composite_products",
     "composite_stac",
