@@ -150,3 +150,43 @@ def test_composite_products_refuses_bad_inputs(products, tmp_path):
         composite_products([], tmp_path / "x.tif", masks=[])
     with pytest.raises(ProductNotFoundError, match="does not exist"):
         composite_products(paths, tmp_path / "x.tif", masks=[*masks[:3], tmp_path / "nope.tif"])
+
+
+def test_composite_legend_names_counts_and_dates():
+    from s2mask.quicklook import OVERLAY, composite_legend
+
+    count = np.array([[0, 1, 2], [3, 3, 4]])
+    nodata = np.where(count < 2, 255, 0)
+    day = np.datetime64("2024-06-01", "D").astype(int)
+    dates = np.array([[0, 0, day], [day, day + 10, day + 10]])
+    entries = composite_legend(count, nodata, date_band=dates, min_observations=2)
+    assert entries[0] == (OVERLAY[255], "< 2 clear obs 33%")
+    texts = [t for _, t in entries[1:]]
+    assert texts[0] == "clear obs/pixel min 0 median 2 max 4"
+    assert texts[1:] == ["2024-06-11 50%", "2024-06-01 50%"] or texts[1:] == [
+        "2024-06-01 50%",
+        "2024-06-11 50%",
+    ]
+    plain = composite_legend(count, np.zeros_like(count), dates=["2024-06-01T10:00", "2024-07-01T10:00"])
+    assert plain[0][1] == "no clear obs 0%" and plain[-1][1] == "2 scenes 2024-06-01 to 2024-07-01"
+
+
+def test_composite_products_quicklook_carries_the_composite_legend(products, tmp_path, monkeypatch):
+    import s2mask.quicklook as ql
+
+    seen = {}
+    real = ql.write_quicklook
+
+    def spy(rgb, mask, path, **kw):
+        seen.update(kw)
+        return real(rgb, mask, path, **kw)
+
+    monkeypatch.setattr(ql, "write_quicklook", spy)
+    paths, masks, _ = products
+    run = composite_products(
+        paths, tmp_path / "m.tif", masks=masks, options=CompositeOptions(bands=BANDS, method="first")
+    )
+    texts = [t for _, t in seen["legend"]]
+    assert texts[0] == "no clear obs 1%" and texts[1].startswith("clear obs/pixel min 0")
+    assert any(t.startswith("2024-06-01 ") for t in texts) and not any("cloud" in t for t in texts)
+    assert run.quicklook.stat().st_size > 0

@@ -38,11 +38,11 @@ __all__ = [
 _RGB = ("B04", "B03", "B02")
 
 _LAYER_TEXT = {
-    "count": "clear observations used (scale 1)",
-    "source_index": "1-based number of the chosen scene, see SCENE_<n> (0: none)",
-    "date": "days since 1970-01-01 of the chosen observation (0: none)",
+    "count": ("count", "clear observations used (scale 1)"),
+    "source": ("source_index", "1-based number of the chosen scene, see SCENE_<n> (0: none)"),
+    "date": ("date", "days since 1970-01-01 of the chosen observation (0: none)"),
 }
-"""What the non-reflectance bands hold, written as ``<NAME>_BAND`` tags."""
+"""Band name -> (dataset variable, what it holds), written as ``<BAND>_BAND`` tags."""
 
 
 def composite_tags(result: xr.Dataset, *, sources: Sequence[str] = ()) -> dict[str, str]:
@@ -67,9 +67,9 @@ def composite_tags(result: xr.Dataset, *, sources: Sequence[str] = ()) -> dict[s
     tags["MIN_OBSERVATIONS"] = str(result.attrs.get("min_observations", 1))
     if result.attrs.get("max_observations"):
         tags["MAX_OBSERVATIONS"] = str(result.attrs["max_observations"])
-    for name, text in _LAYER_TEXT.items():
-        if name == "count" or name in result:
-            tags[f"{name.upper()}_BAND"] = text
+    for band, (var, text) in _LAYER_TEXT.items():
+        if var in result:
+            tags[f"{band.upper()}_BAND"] = text
     for i, d in enumerate(result.attrs.get("dates", []), start=1):
         tags[f"SCENE_{i}_DATE"] = str(d)
     for i, s in enumerate(sources, start=1):
@@ -275,6 +275,8 @@ def _read_quicklook_source(
 ) -> tuple[xr.DataArray, xr.DataArray, dict[str, np.ndarray]]:
     """RGB reflectance, a nodata mask and the ``count`` (and ``date``) layers from the written COG's
     smallest overview above ``max_size``."""
+    import warnings
+
     import rasterio
     import rioxarray
 
@@ -286,11 +288,9 @@ def _read_quicklook_source(
     for i, factor in enumerate(levels):
         if size / factor >= max_size:
             level = i
-    da_ = (
-        rioxarray.open_rasterio(cog, overview_level=level, mask_and_scale=False)
-        if level is not None
-        else rioxarray.open_rasterio(cog, mask_and_scale=False)
-    )
+    with warnings.catch_warnings():  # "Scales differ across bands": reflectance 1e-4, the rest 1, read as DN
+        warnings.filterwarnings("ignore", message="Scales differ", category=UserWarning)
+        da_ = rioxarray.open_rasterio(cog, overview_level=level, mask_and_scale=False)
     da_ = da_.assign_coords(band=names)
     rgb = da_.sel(band=list(_RGB)).astype(np.float32)
     rgb = rgb.where(rgb > 0) / 10000.0
