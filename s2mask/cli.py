@@ -190,6 +190,12 @@ def _load_model(model_name: str, weights: str | None, device: str, threads: int 
 
 def _cluster(scheduler: str | None, workers: int | None, weights: str, device: str, threads: int | None):  # noqa: ANN202
     if not scheduler and not workers:
+        # a local run: give dask its threaded scheduler for this command (as a function: a
+        # name still makes dask import distributed, 0.2 s of start-up, to look for a client)
+        import dask
+        import dask.threaded
+
+        click.get_current_context().with_resource(dask.config.set(scheduler=dask.threaded.get))
         return None
     from s2mask.engine.cluster import connect
 

@@ -7,6 +7,7 @@ summarise.  Every stage lives in its own module; this one only wires them.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -310,6 +311,8 @@ def _window_bar(cube: Any, model: Any, options: RunOptions, name: str) -> Iterat
 
 
 def _distributed_client_active() -> bool:
+    if "distributed" not in sys.modules:  # no client can exist: don't pay its import
+        return False
     try:
         from distributed import default_client
 

@@ -101,15 +101,26 @@ def test_run_resampling_bilinear_changes_how_bands_reach_a_coarser_grid(scene: P
     assert 0 < differ < 0.05, differ  # a few edge pixels move; the clouds stay
 
 
-def test_run_threads_sets_torch_threads(scene: Path, tmp_path: Path) -> None:
+def test_run_threads_sets_the_model_threads(scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from s2mask.model.runtime import OnnxModel, installed_runtimes
+
     before = torch.get_num_threads()
-    try:
+    try:  # torch: the process's intra-op threads
         for threads in (1, 3):
-            invoke("run", scene, "-o", tmp_path / f"t{threads}.tif", "--threads", threads)
+            invoke("run", scene, "-o", tmp_path / f"t{threads}.tif", "--threads", threads, "--runtime", "torch")
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(read(tmp_path / "t1.tif")[0], read(tmp_path / "t3.tif")[0])
+    if not installed_runtimes():
+        return
+    seen: list[int] = []  # an ONNX runtime: its own thread pool, sized by --threads
+    real_open = OnnxModel._open
+    monkeypatch.setattr(OnnxModel, "_open", lambda self: (seen.append(self.threads), real_open(self))[1])
+    for threads in (1, 3):
+        invoke("run", scene, "-o", tmp_path / f"i{threads}.tif", "--threads", threads, "--precision", "int8")
+    assert seen == [1, 3]
+    np.testing.assert_array_equal(read(tmp_path / "i1.tif")[0], read(tmp_path / "i3.tif")[0])
 
 
 def test_run_scale_and_offset_undo_another_quantification(
@@ -124,8 +135,14 @@ def test_run_scale_and_offset_undo_another_quantification(
     assert (
         read(tmp_path / "halved_default.tif")[0] != reference
     ).mean() > 0.01  # darker pixels: another mask
-    assert (read(tmp_path / "halved_scaled.tif")[0] == reference).mean() > 0.999  # rounding DN/2 aside
-    np.testing.assert_array_equal(read(tmp_path / "shifted_offset.tif")[0], reference)
+    # rounding DN/2 aside (up to 0.5 DN: the int8 model moves a few more pixels than fp32 for it)
+    assert (read(tmp_path / "halved_scaled.tif")[0] == reference).mean() > 0.995
+    # (DN + 1000) / 1e4 - 0.1 is DN / 1e4 up to float32 rounding: the same mask, except where
+    # the int8 model's activations sit on a quantization step (exact on the fp32 model)
+    assert (read(tmp_path / "shifted_offset.tif")[0] == reference).mean() > 0.999
+    invoke("run", scene, "-o", tmp_path / "exact.tif", "--precision", "fp32")
+    invoke("run", shifted, "-o", tmp_path / "exact_offset.tif", "--offset", -0.1, "--precision", "fp32")
+    np.testing.assert_array_equal(read(tmp_path / "exact_offset.tif")[0], read(tmp_path / "exact.tif")[0])
 
 
 def test_readme_rgbn_line_runs_a_four_band_geotiff(scene: Path, tmp_path: Path) -> None:

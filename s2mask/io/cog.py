@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -281,6 +282,8 @@ def _block_windows(arr: da.Array) -> list[tuple[tuple[int, ...], tuple[slice, sl
 
 def _distributed_client(scheduler: Any, arr: da.Array) -> Any | None:
     """The ``distributed.Client`` that would run ``arr``, or ``None`` for local schedulers."""
+    if "distributed" not in sys.modules:  # no client can exist: don't pay its import
+        return None
     try:
         from distributed import Client
     except ImportError:  # pragma: no cover - distributed is a dependency
@@ -292,9 +295,22 @@ def _distributed_client(scheduler: Any, arr: da.Array) -> Any | None:
     return owner if isinstance(owner, Client) else None
 
 
-def _is_local_threaded(scheduler: Any, arr: da.Array) -> bool:
+_THREADED = (None, "threads", "threading")
+_SYNC = ("sync", "synchronous", "single-threaded")
+
+
+def _local_get(scheduler: Any, arr: da.Array) -> Any | None:
+    """dask's ``get`` for ``arr`` when it is the local threaded or synchronous scheduler, else ``None``."""
+    if scheduler is None and "distributed" not in sys.modules:  # no client can exist: skip dask's
+        configured = dask.config.get("scheduler", None)  # lookup, which imports distributed (0.2 s)
+        if configured in _THREADED:
+            return dask.threaded.get
+        if configured in _SYNC:
+            return dask.local.get_sync
     get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr])
-    return get in (dask.threaded.get, dask.local.get_sync) or get is None
+    if get is None:
+        return dask.threaded.get
+    return get if get in (dask.threaded.get, dask.local.get_sync) else None
 
 
 def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None:
@@ -314,10 +330,10 @@ def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None
         finally:
             client.cancel(futures)
         return
-    if _is_local_threaded(scheduler, arr):
+    get = _local_get(scheduler, arr)
+    if get is not None:
         if has_model_stage(arr):
             # model predictions: strip by strip, so memory does not grow with the scene
-            get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr]) or dask.threaded.get
             starts = [np.cumsum((0, *c)) for c in arr.chunks]
             for idx, block in stream_blocks(arr, get=get):
                 writer[tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))] = (
@@ -689,7 +705,7 @@ def _streamable_together(jobs: list[_Job], scheduler: Any) -> bool:
     return (
         len(jobs) > 1
         and all(j.arr.dtype == first.dtype and j.arr.chunks[1:] == first.chunks[1:] for j in jobs)
-        and _is_local_threaded(scheduler, first)
+        and _local_get(scheduler, first) is not None
         and any(has_model_stage(j.arr) for j in jobs)
     )
 
