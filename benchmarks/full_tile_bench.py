@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_full_tile import product_paths  # noqa: E402
 from peak_rss import GIB, PeakRSS, cpu_seconds, rusage_max_bytes  # noqa: E402
 
-PEER_PYTHON = "/work/benchvenv/bin/python"
+PEER_PYTHON = sys.executable  # ukis-csmask and s2cloudless as installed beside s2mask (make install)
 UKIS_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 UKIS_NAMES = ["blue", "green", "red", "nir", "swir16", "swir22"]
 S2CLOUDLESS_BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -73,10 +73,13 @@ def default_weights(out: Path, width: int = 16) -> str:
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
-    from s2mask.model import load_model, set_threads
+    from s2mask.model import load_model
+    from s2mask.model.device import cpu_count
 
-    set_threads(args.threads)
-    return load_model(args.weights, device="cpu")
+    return load_model(
+        args.weights, device=args.device, runtime=args.runtime, precision=args.precision,
+        threads=args.threads or cpu_count(),
+    )
 
 
 def _touch(block: np.ndarray) -> int:
@@ -303,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--chunks", type=int, default=2048)
     p.add_argument("--window", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all CPUs)")
+    p.add_argument("--threads", type=int, default=None, help="model threads (default: all CPUs)")
+    p.add_argument("--runtime", default="auto", help="auto, torch, openvino, onnxruntime (as s2mask run)")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16, int8 (as s2mask run)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     p.add_argument("--infer-res", type=int, choices=(10, 20), default=10)
     p.add_argument("--region", type=int, default=2048, help="side of the in-memory region of 'infer'")
     p.add_argument("--crop", type=int, default=2745, help="side of the crop shared with the peers")
@@ -344,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             str(crop_file),
         ]
         common += ["--threads", str(args.threads)] if args.threads else []
+        common += ["--runtime", args.runtime, "--precision", args.precision, "--device", args.device]
         common += ["--window", str(args.window)] if args.window else []
         if {"crop", *PEERS} & set(stages):
             _write_crop(args.product, args.crop, crop_file)
@@ -351,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the 'write' stage rewrites the mask of 'full'; run both")
         results = []
         print(
-            f"# {args.product}  weights={args.weights}  batch={args.batch_size}  chunks={args.chunks}  "
-            f"threads={args.threads or 'all'}  infer_res={args.infer_res}  load={os.getloadavg()[0]:.1f}"
+            f"# {args.product}  weights={args.weights}  runtime={args.runtime}  precision={args.precision}  "
+            f"batch={args.batch_size}  chunks={args.chunks}  threads={args.threads or 'all'}  "
+            f"infer_res={args.infer_res}  load={os.getloadavg()[0]:.1f}"
         )
         for stage in stages:
             r = _child(args, stage, common)
