@@ -151,7 +151,8 @@ def mask_item(
         href: the mask's href, relative to the Item (its file name).
         when: acquisition time of the source (:func:`acquisition_datetime`); ``None``: the processing time.
         source: the source STAC item's href or the product's path (``derived_from`` link).
-        model: ``{"name": ..., "version": ...}`` from the model card.
+        model: ``{"name": ..., "version": ..., "runtime": ..., "precision": ...}``
+            (:func:`s2mask.model.card.model_info`).
         siblings: hrefs of the other outputs by key: ``summary``, ``quicklook``, ``probabilities``.
     """
     from s2mask.mask import CLASSES, COLOURS, NODATA, NODATA_NAME
@@ -174,6 +175,9 @@ def mask_item(
             str(model.get("name")),
             str(model.get("version")),
         )
+        for key in ("runtime", "precision"):  # where and how the model ran (s2mask.model.card.model_info)
+            if model.get(key):
+                props[f"s2mask:model_{key}"] = str(model[key])
     by = f"the s2mask model {props['s2mask:model']}" if model else "an s2mask model"
     props["processing:lineage"] = f"Cloud and shadow classes predicted by {by} from the source's reflectance"
     item.add_asset("mask", _asset(href, COG_MEDIA_TYPE, "data", f"Cloud and shadow mask ({_legend()})",

@@ -194,6 +194,8 @@ def test_cli_runtimes_agree_and_int8_run_never_imports_torch(shared_data: Path, 
             masks[runtime] = src.read(1)
         summary = json.loads(out.with_suffix(".json").read_text())
         assert summary["model"]["runtime"] == runtime
+        item = json.loads(out.with_suffix(".stac.json").read_text())
+        assert item["properties"]["s2mask:model_runtime"] == runtime
         torch_precision = resolve_precision("auto", torch.device("cpu"))  # bf16 on CPUs with bf16 units
         assert summary["model"]["precision"] == ("int8" if runtime != "torch" else torch_precision)
     for runtime in RUNTIMES:
