@@ -18,11 +18,11 @@ from s2mask.model.runtime import (
     CARD_KEY,
     SOURCE_KEY,
     OnnxModel,
+    file_sha256,
     installed_runtimes,
     int8_path,
     plan_inference,
     read_onnx_metadata,
-    weights_sha256,
 )
 
 RUNTIMES = installed_runtimes()
@@ -94,7 +94,7 @@ def test_a_stale_int8_file_is_ignored_with_a_warning() -> None:
 def test_shipped_int8_models_were_made_from_the_shipped_weights(name: str) -> None:
     weights = shipped_models()[name]
     meta = read_onnx_metadata(int8_path(weights))
-    assert meta[SOURCE_KEY] == weights_sha256(weights), (
+    assert meta[SOURCE_KEY] == file_sha256(weights), (
         f"rebuild: python -m training quantize --weights {name}"
     )
     card = json.loads(meta[CARD_KEY])
@@ -216,7 +216,7 @@ def test_quantize_command_rebuilds_the_shipped_int8_model(shared_data: Path, tmp
     )
     assert res.exit_code == 0, res.output
     meta = read_onnx_metadata(out)
-    assert meta[SOURCE_KEY] == weights_sha256(shipped_models()["rgbn"])
+    assert meta[SOURCE_KEY] == file_sha256(shipped_models()["rgbn"])
     calibration = json.loads(meta["s2mask_calibration"])
     assert calibration["tiles"] >= 10 and not any("ukis" in s or "accra" in s for s in calibration["scenes"])
     rebuilt, shipped = OnnxModel(out, threads=1), load_model("rgbn", precision="int8", threads=1)

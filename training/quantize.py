@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from s2mask.model.normalize import normalize
-from s2mask.model.runtime import CALIBRATION_KEY, CARD_KEY, SOURCE_KEY, int8_path, weights_sha256
+from s2mask.model.runtime import CALIBRATION_KEY, CARD_KEY, SOURCE_KEY, file_sha256, int8_path
 
 __all__ = ["calibration_tiles", "export_onnx", "quantize_weights"]
 
@@ -158,7 +158,7 @@ def quantize_weights(
         del proto.metadata_props[:]
         for key, value in (
             (CARD_KEY, json.dumps(model.card.to_dict())),
-            (SOURCE_KEY, weights_sha256(source)),
+            (SOURCE_KEY, file_sha256(source)),
             (CALIBRATION_KEY, json.dumps(calibration)),
         ):
             entry = proto.metadata_props.add()

@@ -10,7 +10,6 @@ SCL is an evaluation reference) are left out by construction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from s2mask.bands import BANDS
+from s2mask.model.runtime import file_sha256
 
 __all__ = ["RealScene", "real_scenes", "file_sha256", "EXCLUDED"]
 
@@ -57,14 +57,6 @@ class RealScene:
     @property
     def shape(self) -> tuple[int, int]:
         return next(iter(self.bands.values())).shape
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _stack(names, arr: np.ndarray, scale: float, offset: float = 0.0, nodata=None) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from s2mask.bands import resolve_bands
 from s2mask.errors import WeightsError
 from s2mask.model.normalize import Normalization
 
-__all__ = ["CLASSES", "ModelCard", "model_info"]
+__all__ = ["CLASSES", "CardModel", "ModelCard", "model_info"]
 
 CLASSES: tuple[str, ...] = ("clear", "cloud", "shadow")
 """Class names by index; 255 is nodata."""
@@ -82,3 +82,17 @@ def model_info(model: Any) -> dict[str, Any]:
         "runtime": getattr(model, "runtime", "torch"),
         "precision": getattr(model, "precision", "fp32"),
     }
+
+
+class CardModel:
+    """The engine's model protocol properties that come from the card (``bands``, ``num_classes``)."""
+
+    card: ModelCard
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.card.bands
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.card.classes)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from s2mask.errors import DeviceError, InvalidParameterError, WeightsError
-from s2mask.model.card import ModelCard
+from s2mask.model.card import CardModel, ModelCard
 from s2mask.model.device import cpu_count, cpu_has_fast_int8, gpu_may_be_present
 from s2mask.model.normalize import normalize
 
@@ -50,7 +50,7 @@ __all__ = [
     "plan_inference",
     "read_onnx_metadata",
     "shipped_models",
-    "weights_sha256",
+    "file_sha256",
 ]
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
@@ -84,8 +84,8 @@ def int8_path(weights: str | Path) -> Path:
     return weights.with_name(weights.stem + INT8_SUFFIX)
 
 
-def weights_sha256(path: str | Path) -> str:
-    """SHA-256 of a weights file (what an int8 model records as its source)."""
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file (an int8 model records its source weights by it)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -226,7 +226,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z
 
 
-class OnnxModel:
+class OnnxModel(CardModel):
     """An ONNX model (the int8 file) on OpenVINO or ONNX Runtime, with the engine's model protocol.
 
     ``predict_proba`` takes reflectance ``(N, C, H, W)`` float32 (NaN allowed) in the card's
@@ -259,14 +259,6 @@ class OnnxModel:
         self.precision = "int8"
         self._lock = threading.Lock()
         self._run = self._open()
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return self.card.bands
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.card.classes)
 
     def _open(self) -> Any:
         if self.runtime == "openvino":
@@ -332,7 +324,7 @@ def _int8_state(path: Path) -> tuple[Path | None, bool, ModelCard | None]:
         return (onnx if onnx.exists() else None), True, None
     meta = read_onnx_metadata(onnx)
     card = ModelCard.from_dict(json.loads(meta[CARD_KEY])) if CARD_KEY in meta else None
-    return onnx, meta.get(SOURCE_KEY) == weights_sha256(path), card
+    return onnx, meta.get(SOURCE_KEY) == file_sha256(path), card
 
 
 def load_model(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from s2mask.errors import WeightsError
-from s2mask.model.card import CLASSES, ModelCard
+from s2mask.model.card import CLASSES, CardModel, ModelCard
 from s2mask.model.device import resolve_device, resolve_precision
 from s2mask.model.normalize import fill_nodata, normalize
 from s2mask.model.unet import UNet
@@ -38,7 +38,7 @@ def build_model(card: ModelCard) -> UNet:
     return UNet(len(card.bands), len(card.classes), card.width)
 
 
-class LoadedModel:
+class LoadedModel(CardModel):
     """A network in eval mode on a device, with its card: the engine's model protocol.
 
     ``predict_proba`` takes reflectance ``(N, C, H, W)`` float32 (NaN allowed) in the
@@ -60,14 +60,6 @@ class LoadedModel:
         self.net = net.to(self.device).eval()
         if self.device.type == "cpu":
             self.net = self.net.to(memory_format=torch.channels_last)
-
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return self.card.bands
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.card.classes)
 
     def predict_proba(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         dev = self.device
