@@ -188,7 +188,7 @@ def mask_cube(
         NoValidDataError: every pixel of the cube is nodata (nothing is written).
     """
     from s2mask._atomic import OutputTransaction, remove_stale_temps
-    from s2mask.engine import predict
+    from s2mask.engine import compute_blocks, predict
     from s2mask.io.cog import probabilities_to_uint8, write_cogs
     from s2mask.mask import NODATA, mask_write_options, to_mask
     from s2mask.summary import mask_summary
@@ -213,7 +213,7 @@ def mask_cube(
                 rasters.append((probabilities_to_uint8(probs), staged["probabilities"],
                                 {"nodata": NODATA, "band_descriptions": list(map(str, probs["class"].values)),
                                  "tags": tags, "overview_resampling": "average"}))
-            write_cogs(rasters, progress=options.progress and bar is None)
+            write_cogs(rasters, progress=options.progress and bar is None, compute=compute_blocks)
         t_mask = time.perf_counter()
         written = _open_written_mask(staged["mask"])
         summary = mask_summary(written)

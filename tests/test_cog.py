@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
 
+import s2mask.engine.compute
+from s2mask.engine.compute import compute_blocks
 from s2mask.errors import InvalidParameterError, OutputError, OutputExistsError
 from s2mask.io import cog
 from s2mask.io.cog import (
@@ -330,22 +332,24 @@ def test_write_probabilities(tmp_path):
     assert cog_validate(str(out), quiet=True)[0]
 
 
-def test_processes_scheduler_writes_from_the_caller(tmp_path, mask_np, mask_da, monkeypatch):
-    # a custom scheduler that is neither local-threaded nor distributed takes the batched path
+@pytest.mark.parametrize("compute", [cog.compute_each_block, compute_blocks], ids=["writer", "engine"])
+def test_processes_scheduler_writes_from_the_caller(tmp_path, mask_np, mask_da, monkeypatch, compute):
+    # a custom scheduler that is neither local-threaded nor distributed: blocks computed there, written here
     seen = []
 
     def my_get(dsk, keys, **kwargs):
         seen.append(len(keys) if isinstance(keys, list) else 1)
         return dask.get(dsk, keys, **kwargs)
 
-    monkeypatch.setattr(cog, "_BATCH_PER_CPU", 1)
-    out = write_mask(mask_da, tmp_path / "m.tif", scheduler=my_get)
+    monkeypatch.setattr(s2mask.engine.compute, "BATCH_PER_CPU", 1)
+    out = write_mask(mask_da, tmp_path / "m.tif", scheduler=my_get, compute=compute)
     assert seen and sum(seen) >= 9
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(1), mask_np)
 
 
-def test_distributed_client(tmp_path, mask_np, mask_da):
+@pytest.mark.parametrize("compute", [cog.compute_each_block, compute_blocks], ids=["writer", "engine"])
+def test_distributed_client(tmp_path, mask_np, mask_da, compute):
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
@@ -353,19 +357,19 @@ def test_distributed_client(tmp_path, mask_np, mask_da):
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        out = write_mask(mask_da, tmp_path / "m.tif", scheduler=client)
+        out = write_mask(mask_da, tmp_path / "m.tif", scheduler=client, compute=compute)
         with rasterio.open(out) as src:
             np.testing.assert_array_equal(src.read(1), mask_np)
         exploding = mask_da.copy(data=mask_da.data.map_blocks(_raising_block, dtype=np.uint8))
         with pytest.raises(RuntimeError, match="block failed"):
-            write_mask(exploding, tmp_path / "bad.tif", scheduler=client)
+            write_mask(exploding, tmp_path / "bad.tif", scheduler=client, compute=compute)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "m.tif.aux.xml"]
 
 
 @pytest.mark.slow
 def test_processes_scheduler_and_process_cluster(tmp_path, mask_np, mask_da):
     distributed = pytest.importorskip("distributed")
-    out = write_mask(mask_da, tmp_path / "p.tif", scheduler="processes")
+    out = write_mask(mask_da, tmp_path / "p.tif", scheduler="processes", compute=compute_blocks)
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(1), mask_np)
     with (
@@ -374,7 +378,7 @@ def test_processes_scheduler_and_process_cluster(tmp_path, mask_np, mask_da):
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        out = write_mask(mask_da, tmp_path / "d.tif", scheduler=client)
+        out = write_mask(mask_da, tmp_path / "d.tif", scheduler=client, compute=compute_blocks)
     with rasterio.open(out) as src:
         np.testing.assert_array_equal(src.read(1), mask_np)
     assert _leftovers(tmp_path) == []
@@ -396,7 +400,7 @@ def test_full_tile_mask_streams_with_bounded_memory(tmp_path, shared_data):
     mask = raw.copy(data=raw.data.map_blocks(lambda b: lut[b], dtype=np.uint8))
     tracemalloc.start()
     try:
-        out = write_mask(mask, tmp_path / "tile.tif", scheduler="threads")
+        out = write_mask(mask, tmp_path / "tile.tif", scheduler="threads", compute=compute_blocks)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -14,7 +14,7 @@ import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 from s2mask.bands import DEFAULT_BANDS
-from s2mask.engine import predict
+from s2mask.engine import compute_blocks, count_windows, predict
 from s2mask.errors import InvalidParameterError, OutputError, OutputExistsError
 from s2mask.io import cog
 from s2mask.io.cog import mask_colormap, probabilities_to_uint8, write_cog, write_cogs
@@ -60,19 +60,22 @@ def _items(probs, folder):
     ]
 
 
-def test_mask_and_probabilities_in_one_model_pass_equal_separate_writes(tmp_path):
+@pytest.mark.parametrize("compute", [cog.compute_each_block, compute_blocks], ids=["writer", "engine"])
+def test_mask_and_probabilities_in_one_model_pass_equal_separate_writes(tmp_path, compute):
     model = CountingModel()
     probs = predict(_cube(), model, window=64, chunks=128)
     one = tmp_path / "one"
     one.mkdir()
-    write_cogs(_items(probs, one))
+    write_cogs(_items(probs, one), compute=compute)
     single_pass = model.windows
+    if compute is compute_blocks:  # the engine's way: every window runs once
+        assert single_pass == count_windows(_cube(), model, window=64)
 
     model.windows = 0
     sep = tmp_path / "sep"
     sep.mkdir()
     for data, path, options in _items(probs, sep):
-        write_cog(data, path, **options)
+        write_cog(data, path, compute=compute, **options)
     assert model.windows == 2 * single_pass  # separate files run the model twice
 
     for name in ("mask.tif", "probs.tif"):

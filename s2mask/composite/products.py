@@ -85,6 +85,7 @@ def write_composite(
     sources: Sequence[str] = (),
     overwrite: bool = False,
     progress: Any = None,
+    compute: Any = None,
     scheduler: Any = None,
 ) -> Path:
     """Stream ``result`` (from :func:`composite`) into one uint16 COG; return its path.
@@ -96,8 +97,11 @@ def write_composite(
     ``rasterio``'s ``scales``).  Nodata is 0 in every band.  Overviews are averaged for the
     statistics (median, mean, percentile, geomedian) and nearest for the methods that pick an
     observation (so an overview pixel keeps one scene's spectrum, ``source`` and ``date``).
+    ``compute`` and ``scheduler`` go to ``write_cog``; ``compute`` defaults to the engine's
+    :func:`~s2mask.engine.compute.compute_blocks`.
     """
     from s2mask._atomic import atomic_output, check_target, remove_temps, temp_path_for
+    from s2mask.engine import compute_blocks
     from s2mask.io.cog import write_cog
 
     data = to_uint16(result, bands=bands)
@@ -109,7 +113,7 @@ def write_composite(
             data, staging, nodata=0, dtype="uint16", band_descriptions=names,
             tags=composite_tags(result, sources=sources),
             overview_resampling="nearest" if "source_index" in result else "average",
-            progress=progress, scheduler=scheduler,
+            progress=progress, compute=compute or compute_blocks, scheduler=scheduler,
         )  # fmt: skip
         scales = [1.0 / REFLECTANCE_SCALE if n not in _LAYER_BANDS else 1.0 for n in names]
         with atomic_output(target, overwrite=overwrite, suffix=".tif") as tmp:

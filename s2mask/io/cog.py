@@ -19,16 +19,14 @@
 What a mask looks like (classes, names, colours, nodata) is :mod:`s2mask.mask`'s to say
 (:func:`s2mask.mask.mask_write_options`); this module writes what it is given.
 
-Schedulers.  With the local schedulers (threads, synchronous), model predictions are
-computed strip by strip (:func:`s2mask.engine.stream.stream_blocks`, memory that does not
-grow with the scene) and written here as each batch finishes; other arrays are written by
-``dask.array.store`` into an open rasterio dataset behind a ``threading.Lock``: one graph,
-so inputs shared between blocks are computed once.  A rasterio dataset
-cannot travel to other processes, so with a ``dask.distributed`` client the client
-computes all blocks as one graph and writes each result as it arrives
-(``distributed.as_completed``), in the client process; with the ``processes`` scheduler
-blocks are computed a few at a time and written by the caller.  Only one process ever
-touches the file, so no inter-process lock is needed.
+Blocks.  The writer takes blocks and writes them; how the graph is computed is the
+``compute=`` argument's to decide (:data:`Compute`: ``compute(arr, write, scheduler=...)``
+calls ``write(slices, block)`` once per block, one call at a time, in this process).  The
+default, :func:`compute_each_block`, computes each block on its own with the given
+scheduler; ``s2mask run`` and ``s2mask composite`` pass the engine's
+``compute_blocks`` (``engine/compute.py``: model predictions strip by strip, one graph on
+a ``dask.distributed`` cluster with each result written here as it arrives).  Only this
+process ever touches the file, so no inter-process lock is needed.
 
 Failures.  The target is checked before anything is computed (exists without
 ``overwrite`` -> :class:`OutputExistsError`; folder missing or not writable ->
@@ -43,8 +41,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +48,6 @@ from typing import Any
 
 import dask
 import dask.array as da
-import dask.local
-import dask.threaded
 import numpy as np
 import rasterio
 import rasterio.errors
@@ -70,17 +64,18 @@ from s2mask._atomic import (
     remove_temps,
     temp_path_for,
 )
-from s2mask.engine.stream import has_model_stage, stream_blocks
 from s2mask.errors import InvalidParameterError, OutputError, S2MaskError
 from s2mask.mask import CLASSES, NODATA, mask_tags, mask_write_options
 from s2mask.mask import colormap as mask_colormap
 from s2mask.progress import Progress, progress_bar
 
 __all__ = [
+    "Compute",
     "MASK_CLASSES",
     "MASK_NODATA",
     "mask_colormap",
     "mask_tags",
+    "compute_each_block",
     "probabilities_to_uint8",
     "write_cog",
     "write_cogs",
@@ -105,9 +100,6 @@ _RESAMPLING = {
     "rms": "RMS",
     "gauss": "GAUSS",
 }
-
-_BATCH_PER_CPU = 8
-"""Blocks computed per batch and CPU when neither a local-threads nor a distributed scheduler runs."""
 
 
 def probabilities_to_uint8(probs: xr.DataArray, *, nodata: int = MASK_NODATA) -> xr.DataArray:
@@ -243,114 +235,58 @@ def _prepare(data: xr.DataArray, dt: np.dtype, nodata: float | None) -> da.Array
 
 # --------------------------------------------------------------------------- block writing
 
+Slices = tuple[slice, ...]
+Write = Callable[[Slices, np.ndarray], None]
+Compute = Callable[..., None]
+"""``compute(arr, write, *, scheduler)``: compute every block of the dask array ``arr`` and call
+``write(slices, block)`` once per block, one call at a time, in this process (the protocol of
+the engine's ``compute_blocks``)."""
+
+
+def compute_each_block(arr: da.Array, write: Write, *, scheduler: Any = None) -> None:
+    """The writer's own way to get blocks: each block computed on its own, row by row.
+
+    Memory is one block, but what blocks share (a model's window halo) is computed once per
+    block.  For model predictions pass the engine's ``compute_blocks`` (``engine/compute.py``).
+    """
+    starts = [np.cumsum((0, *c)) for c in arr.chunks]
+    for idx in np.ndindex(*arr.numblocks):
+        (block,) = dask.compute(arr.blocks[idx], scheduler=scheduler)
+        write(tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True)), block)
+
 
 def _write_window(dst: Any, block: np.ndarray, window: Window) -> None:
     """Write one (bands, rows, cols) block into ``dst`` (a seam for tests)."""
     dst.write(block, window=window)
 
 
-class _WindowWriter:
-    """A ``dask.array.store`` target that writes each block into an open rasterio dataset."""
+def _block_writer(dst: Any, path: Path, tick: Callable[[], None]) -> Write:
+    """``write(slices, block)`` into the open rasterio dataset ``dst``; a failure becomes :class:`OutputError`."""
+    dtype = np.dtype(dst.dtypes[0])
 
-    def __init__(self, dst: Any, path: Path, tick: Callable[[], None]) -> None:
-        self.dst, self.path, self.tick = dst, path, tick
-        self.shape = (dst.count, dst.height, dst.width)
-        self.dtype = np.dtype(dst.dtypes[0])
-        self.ndim = 3
-
-    def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
-        _, ys, xs = key
-        window = Window.from_slices(ys, xs, height=self.dst.height, width=self.dst.width)
+    def write(slices: Slices, block: np.ndarray) -> None:
+        _, ys, xs = slices
+        window = Window.from_slices(ys, xs, height=dst.height, width=dst.width)
         try:
-            _write_window(self.dst, np.asarray(block, dtype=self.dtype), window)
+            _write_window(dst, np.asarray(block, dtype=dtype), window)
         except S2MaskError:
             raise
         except Exception as exc:  # OSError, RasterioIOError, CPLE_* ...
-            raise OutputError(describe_os_error(exc, self.path)) from exc
-        self.tick()
+            raise OutputError(describe_os_error(exc, path)) from exc
+        tick()
+
+    return write
 
 
-def _block_windows(arr: da.Array) -> list[tuple[tuple[int, ...], tuple[slice, slice, slice]]]:
-    """(block index, (band, y, x) slices) of every block, row by row."""
-    starts = [np.cumsum((0, *c)) for c in arr.chunks]
-    out = []
-    for idx in np.ndindex(*arr.numblocks):
-        slices = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))
-        out.append((idx, slices))
-    return out
+def _fan_out(writers: list[Write], edges: list[int]) -> Write:
+    """``write(slices, block)`` that hands ``writers[i]`` the bands ``edges[i]:edges[i + 1]`` of each block."""
 
+    def write(slices: Slices, block: np.ndarray) -> None:
+        _, ys, xs = slices
+        for writer, a, b in zip(writers, edges[:-1], edges[1:], strict=True):
+            writer((slice(0, b - a), ys, xs), block[a:b])
 
-def _distributed_client(scheduler: Any, arr: da.Array) -> Any | None:
-    """The ``distributed.Client`` that would run ``arr``, or ``None`` for local schedulers."""
-    if "distributed" not in sys.modules:  # no client can exist: don't pay its import
-        return None
-    try:
-        from distributed import Client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    if isinstance(scheduler, Client):
-        return scheduler
-    get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr])
-    owner = getattr(get, "__self__", None)
-    return owner if isinstance(owner, Client) else None
-
-
-_THREADED = (None, "threads", "threading")
-_SYNC = ("sync", "synchronous", "single-threaded")
-
-
-def _local_get(scheduler: Any, arr: da.Array) -> Any | None:
-    """dask's ``get`` for ``arr`` when it is the local threaded or synchronous scheduler, else ``None``."""
-    if scheduler is None and "distributed" not in sys.modules:  # no client can exist: skip dask's
-        configured = dask.config.get("scheduler", None)  # lookup, which imports distributed (0.2 s)
-        if configured in _THREADED:
-            return dask.threaded.get
-        if configured in _SYNC:
-            return dask.local.get_sync
-    get = dask.base.get_scheduler(scheduler=scheduler, collections=[arr])
-    if get is None:
-        return dask.threaded.get
-    return get if get in (dask.threaded.get, dask.local.get_sync) else None
-
-
-def _stream_blocks(arr: da.Array, writer: _WindowWriter, scheduler: Any) -> None:
-    """Compute every block of ``arr`` and hand it to ``writer``; choose the safe way per scheduler."""
-    client = _distributed_client(scheduler, arr)
-    if client is not None:
-        from distributed import as_completed
-
-        blocks = _block_windows(arr)
-        keys = arr.to_delayed().ravel().tolist()
-        futures = client.compute(keys)  # one graph: shared inputs are computed once
-        where = {f.key: slices for f, (_, slices) in zip(futures, blocks, strict=True)}
-        try:
-            for fut, block in as_completed(futures, with_results=True):
-                writer[where[fut.key]] = block
-                fut.release()
-        finally:
-            client.cancel(futures)
-        return
-    get = _local_get(scheduler, arr)
-    if get is not None:
-        if has_model_stage(arr):
-            # model predictions: strip by strip, so memory does not grow with the scene
-            starts = [np.cumsum((0, *c)) for c in arr.chunks]
-            for idx, block in stream_blocks(arr, get=get):
-                writer[tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, idx, strict=True))] = (
-                    block
-                )
-            return
-        da.store(arr, writer, lock=threading.Lock(), scheduler=scheduler, compute=True)
-        return
-    # other schedulers (processes, custom get): compute a few blocks at a time here, write them here
-    blocks = _block_windows(arr)
-    delayed = arr.to_delayed()
-    step = max(1, _BATCH_PER_CPU * (os.cpu_count() or 1))
-    for i in range(0, len(blocks), step):
-        chunk = blocks[i : i + step]
-        values = dask.compute(*[delayed[idx] for idx, _ in chunk], scheduler=scheduler)
-        for (_, slices), value in zip(chunk, values, strict=True):
-            writer[slices] = value
+    return write
 
 
 # --------------------------------------------------------------------------- the writer
@@ -477,6 +413,7 @@ def write_cog(
     compress: str = "DEFLATE",
     overwrite: bool = False,
     progress: bool | Progress | None = None,
+    compute: Compute = compute_each_block,
     scheduler: Any = None,
 ) -> Path:
     """Write a lazy raster to ``path`` as a validated Cloud-Optimized GeoTIFF; return the path.
@@ -501,8 +438,12 @@ def write_cog(
         overwrite: replace an existing ``path``; otherwise it is refused before any work.
         progress: ``True`` draws a bar of the written blocks, an object with
             ``update(n)`` is ticked once per block, ``None``/``False`` stays silent.
-        scheduler: dask scheduler (``"threads"``, ``"sync"``, ``"processes"`` or a
-            ``distributed.Client``); default the active one.
+        compute: how the blocks are computed: ``compute(arr, write, scheduler=...)`` calls
+            ``write(slices, block)`` once per block (:data:`Compute`).  Default
+            :func:`compute_each_block`; model predictions want
+            the engine's ``compute_blocks`` (``engine/compute.py``: strip streaming, one graph on a cluster).
+        scheduler: dask scheduler handed to ``compute`` (``"threads"``, ``"sync"``,
+            ``"processes"`` or a ``distributed.Client``); default the active one.
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is false (checked first).
@@ -525,7 +466,7 @@ def write_cog(
         compress=compress,
         overwrite=overwrite,
     )
-    return _write_jobs([job], progress=progress, scheduler=scheduler)[0]
+    return _write_jobs([job], progress=progress, compute=compute, scheduler=scheduler)[0]
 
 
 _JOB_OPTIONS = frozenset(
@@ -548,14 +489,15 @@ def write_cogs(
     items: Sequence[tuple[xr.DataArray, str | os.PathLike[str], Mapping[str, Any]]],
     *,
     progress: bool | Progress | None = None,
+    compute: Compute = compute_each_block,
     scheduler: Any = None,
 ) -> list[Path]:
     """Write several lazy rasters computed from one graph in a single pass; return their paths.
 
     ``items`` are ``(data, path, options)`` with the keyword options of :func:`write_cog`
-    (``nodata``, ``dtype``, ``colormap``, ...).  With the local threaded scheduler, rasters of
-    one dtype and one block grid (a mask and its probabilities) are streamed together, so
-    the shared part of their graphs (the model) runs once, not once per file.  Every target
+    (``nodata``, ``dtype``, ``colormap``, ...); ``compute`` and ``scheduler`` as there.  Rasters
+    of one dtype and one block grid (a mask and its probabilities) are handed to ``compute`` as
+    one array, so the shared part of their graphs (the model) runs once, not once per file.  Every target
     is checked before any work; each file is staged, converted, validated and renamed into
     place as :func:`write_cog` does, and if any one fails none is published.
     """
@@ -573,7 +515,7 @@ def write_cogs(
         raise InvalidParameterError(
             f"write_cogs() got the same output twice in {targets}; expected distinct paths."
         )
-    return _write_jobs(jobs, progress=progress, scheduler=scheduler)
+    return _write_jobs(jobs, progress=progress, compute=compute, scheduler=scheduler)
 
 
 @dataclass
@@ -649,7 +591,9 @@ def _job(
     )
 
 
-def _write_jobs(jobs: list[_Job], *, progress: bool | Progress | None, scheduler: Any) -> list[Path]:
+def _write_jobs(
+    jobs: list[_Job], *, progress: bool | Progress | None, compute: Compute, scheduler: Any
+) -> list[Path]:
     """Stage every job's raster, convert each to a COG, validate it, rename all into place."""
     stagings = [
         temp_path_for(j.target, ".tif") for j in jobs
@@ -660,7 +604,7 @@ def _write_jobs(jobs: list[_Job], *, progress: bool | Progress | None, scheduler
                 stack.enter_context(atomic_output(j.target, overwrite=j.overwrite, suffix=".tif"))
                 for j in jobs
             ]
-            _write_stagings(jobs, stagings, progress=progress, scheduler=scheduler)
+            _write_stagings(jobs, stagings, progress=progress, compute=compute, scheduler=scheduler)
             for job, staging, tmp in zip(jobs, stagings, tmps, strict=True):
                 try:
                     rasterio.shutil.copy(staging, tmp, driver="COG", **job.cog_options)
@@ -699,21 +643,23 @@ def _open_staging(job: _Job, staging: Path, stack: contextlib.ExitStack) -> Any:
     return dst
 
 
-def _streamable_together(jobs: list[_Job], scheduler: Any) -> bool:
-    """Whether the jobs' arrays can be computed as one (same dtype and blocks, local threads, a model)."""
+def _stackable(jobs: list[_Job]) -> bool:
+    """Whether the jobs' arrays can be computed as one array (same dtype and blocks): their shared graph runs once."""
     first = jobs[0].arr
-    return (
-        len(jobs) > 1
-        and all(j.arr.dtype == first.dtype and j.arr.chunks[1:] == first.chunks[1:] for j in jobs)
-        and _local_get(scheduler, first) is not None
-        and any(has_model_stage(j.arr) for j in jobs)
+    return len(jobs) > 1 and all(
+        j.arr.dtype == first.dtype and j.arr.chunks[1:] == first.chunks[1:] for j in jobs
     )
 
 
 def _write_stagings(
-    jobs: list[_Job], stagings: list[Path], *, progress: bool | Progress | None, scheduler: Any
+    jobs: list[_Job],
+    stagings: list[Path],
+    *,
+    progress: bool | Progress | None,
+    compute: Compute,
+    scheduler: Any,
 ) -> None:
-    """Stream every job's array into its staging file, in one pass when they can share it."""
+    """Write every job's blocks, as ``compute`` hands them over, into its staging file."""
     total = sum(j.arr.npartitions for j in jobs)
     with contextlib.ExitStack() as stack:
         dsts = [_open_staging(j, s, stack) for j, s in zip(jobs, stagings, strict=True)]
@@ -723,30 +669,15 @@ def _write_stagings(
             bar = progress
             if getattr(progress, "total", 0) is None and hasattr(progress, "reset"):
                 progress.reset(total=total)
-        writers = [_WindowWriter(d, j.target, lambda: bar.update(1)) for d, j in zip(dsts, jobs, strict=True)]
-        if not _streamable_together(jobs, scheduler):
-            for job, writer in zip(jobs, writers, strict=True):
-                _stream_blocks(job.arr, writer, scheduler)
+        writers = [_block_writer(d, j.target, lambda: bar.update(1)) for d, j in zip(dsts, jobs, strict=True)]
+        if not _stackable(jobs):
+            for job, write in zip(jobs, writers, strict=True):
+                compute(job.arr, write, scheduler=scheduler)
             return
         # one array, bands of all jobs stacked: the graph they share runs once
-        counts = [j.arr.shape[0] for j in jobs]
         stacked = da.concatenate([j.arr for j in jobs], axis=0).rechunk({0: -1})
-        edges = np.cumsum((0, *counts)).tolist()
-        _stream_blocks(stacked, _FanOut(writers, edges), scheduler)
-
-
-class _FanOut:
-    """A ``_WindowWriter`` look-alike that hands each writer its bands ``edges[i]:edges[i + 1]`` of a block."""
-
-    def __init__(self, writers: list[_WindowWriter], edges: list[int]) -> None:
-        self.writers, self.edges = writers, edges
-        self.shape = (edges[-1], *writers[0].shape[1:])
-        self.dtype, self.ndim = writers[0].dtype, 3
-
-    def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
-        _, ys, xs = key
-        for writer, a, b in zip(self.writers, self.edges[:-1], self.edges[1:], strict=True):
-            writer[(slice(0, b - a), ys, xs)] = block[a:b]
+        edges = np.cumsum((0, *(j.arr.shape[0] for j in jobs))).tolist()
+        compute(stacked, _fan_out(writers, edges), scheduler=scheduler)
 
 
 def write_mask(
