@@ -158,20 +158,38 @@ def model_options(f):  # noqa: ANN001, ANN201
     return f
 
 
+resampling_option = click.option(
+    "--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
+    help="How 20/60 m bands reach the grid.",
+)  # fmt: skip
+
+
 def input_options(f):  # noqa: ANN001, ANN201
-    """Options that describe the input products: the same names and meaning in every command that reads them."""
+    """Options that describe the input products: the same names and meaning in every command that reads them.
+
+    Each fills the field of the same name of :class:`s2mask.options.InputOptions` (``--bands``: ``input_bands``).
+    """
     options = [
-        click.option("--bands", type=BandsType(), default=None,
+        click.option("--bands", "input_bands", type=BandsType(), default=None,
                      help="Band names of GeoTIFF inputs in file order (e.g. B02,B03,B04,B08), when the files "
                           "lack them."),
         click.option("--scale", type=float, default=None, help="GeoTIFF input: reflectance = DN*scale + offset (1e-4)."),
         click.option("--offset", type=float, default=None, help="GeoTIFF input offset (0)."),
-        click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest",
-                     show_default=True, help="How 20/60 m bands reach the grid."),
+        resampling_option,
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _shared_options() -> dict:
+    """The input and model options of this command, by field name (:mod:`s2mask.options`), as parsed."""
+    from dataclasses import fields
+
+    from s2mask.options import EngineOptions, InputOptions
+
+    params = click.get_current_context().params
+    return {f.name: params[f.name] for f in (*fields(InputOptions), *fields(EngineOptions)) if f.name in params}
 
 
 def _load_model(model_name: str, weights: str | None, device: str, threads: int | None):  # noqa: ANN202
@@ -188,18 +206,28 @@ def _load_model(model_name: str, weights: str | None, device: str, threads: int 
     )
 
 
-def _cluster(scheduler: str | None, workers: int | None, weights: str, device: str, threads: int | None):  # noqa: ANN202
+def _model_where_it_runs(model_name: str, weights: str | None, device: str, threads: int | None,
+                         scheduler: str | None, workers: int | None, *, load: bool = True):  # noqa: ANN202
+    """The model for this command: loaded here, or on a dask cluster a reference each worker resolves.
+
+    A cluster (``--scheduler``/``--workers``) is closed when the command ends; a local run gets dask's
+    threaded scheduler for the command (as a function: a name still makes dask import distributed,
+    0.2 s of start-up, to look for a client).
+    """
+    ctx = click.get_current_context()
+    model = _load_model(model_name, weights, device, threads) if load else None
     if not scheduler and not workers:
-        # a local run: give dask its threaded scheduler for this command (as a function: a
-        # name still makes dask import distributed, 0.2 s of start-up, to look for a client)
         import dask
         import dask.threaded
 
-        click.get_current_context().with_resource(dask.config.set(scheduler=dask.threaded.get))
-        return None
-    from s2mask.engine.cluster import connect
+        ctx.with_resource(dask.config.set(scheduler=dask.threaded.get))
+        return model
+    from s2mask.engine.cluster import ModelRef, connect
 
-    return connect(scheduler=scheduler, workers=workers, weights=weights, device=device, threads=threads)
+    client = connect(scheduler=scheduler, workers=workers, weights=weights or model_name, device=device,
+                     threads=threads)
+    ctx.call_on_close(client.close)
+    return ModelRef(weights or model_name, device) if load else None  # loaded once per worker by the plugin
 
 
 @cli.command()
@@ -216,7 +244,7 @@ def _cluster(scheduler: str | None, workers: int | None, weights: str, device: s
 @click.option("--debug", is_flag=True, expose_value=False, callback=lambda ctx, p, v: _set_debug(v),
               help="Show the full traceback on errors (same as s2mask --debug).")
 def run(products, output, model_name, weights, device, threads, window, overlap, batch_size, chunks, resolution,
-        scheduler, workers, quiet, overwrite, bands, scale, offset, resampling, probabilities, no_quicklook,
+        scheduler, workers, quiet, overwrite, input_bands, scale, offset, resampling, probabilities, no_quicklook,
         no_stac_item, resume) -> None:  # noqa: ANN001
     """Mask clouds and shadows in PRODUCTS (.SAFE folders, zipped .SAFE, GeoTIFF) into COGs.
 
@@ -236,28 +264,15 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
         click.echo(f"skipped (exists and is valid): {output}")
         return
     overwrite = overwrite or resume  # --resume redoes an absent or invalid mask in place
-    options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
-                         chunks=chunks, resampling=resampling, bands=bands, scale=scale, offset=offset,
-                         probabilities=probabilities, quicklook=not no_quicklook, stac_item=not no_stac_item,
-                         overwrite=overwrite, progress=not quiet)
+    options = RunOptions(**_shared_options(), probabilities=probabilities, quicklook=not no_quicklook,
+                         stac_item=not no_stac_item, overwrite=overwrite, progress=not quiet)
     if single:
         check_run(products[0], output, options)  # fail in a blink, before torch is even imported
-    model = _load_model(model_name, weights, device, threads)
-    client = _cluster(scheduler, workers, weights or model_name, device, threads)
-    if client is not None:  # tasks resolve the model on each worker (loaded once by the plugin)
-        from s2mask.engine.cluster import ModelRef
-
-        model = ModelRef(weights or model_name, device)
-    try:
-        if single:
-            result = run_product(products[0], output, model=model, options=options)
-            _echo_result(result, quiet)
-            return
-        report = run_many(products, output, model=model, options=options, resume=resume,
-                          on_error=_report_failure)
-    finally:
-        if client is not None:
-            client.close()
+    model = _model_where_it_runs(model_name, weights, device, threads, scheduler, workers)
+    if single:
+        _echo_result(run_product(products[0], output, model=model, options=options), quiet)
+        return
+    report = run_many(products, output, model=model, options=options, resume=resume, on_error=_report_failure)
     for result in report.done:
         _echo_result(result, quiet)
     for path in report.skipped:
@@ -281,8 +296,7 @@ def run(products, output, model_name, weights, device, threads, window, overlap,
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: one <item id>_mask.tif (+ .json, .png, .stac.json) per item and index.geojson.")
 @click.option("--whole-tile", is_flag=True, help="Mask whole tiles instead of cropping to the bbox.")
-@click.option("--resampling", type=click.Choice(["nearest", "bilinear"]), default="nearest", show_default=True,
-              help="How 20/60 m bands reach the grid (as in run and composite).")
+@resampling_option
 @click.option("--dry-run", is_flag=True, help="Search and list what would be processed; write nothing.")
 @click.option("--resume", is_flag=True, help="Skip items whose mask already exists and validates.")
 @click.option("--no-stac-item", is_flag=True,
@@ -307,30 +321,16 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
     from s2mask.run import RunOptions
     from s2mask.stac import describe_plan, run_stac
 
-    resolution = resolution or 10  # STAC items have no grid of their own: the 10 m tile grid
     try:
         box, dates = parse_bbox(bbox), parse_date_range(date)
     except S2MaskError as exc:
         raise click.BadParameter(str(exc)) from exc
-    model = _load_model(model_name, weights, device, threads)
-    options = RunOptions(resolution=resolution, window=window, overlap=overlap, batch_size=batch_size,
-                         chunks=chunks, stac_item=not no_stac_item, overwrite=overwrite or resume,
-                         progress=not quiet)
-    client = _cluster(scheduler, workers, weights or model_name, device, threads)
-    if client is not None:
-        from s2mask.engine.cluster import ModelRef
-
-        model = ModelRef(weights or model_name, device)
-
-    try:
-        result = run_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=box, date=dates, out_dir=output,
-                          model=model, options=options, max_cloud=max_cloud, limit=limit, dry_run=dry_run,
-                          crop=not whole_tile, resolution=resolution, resampling=resampling, chunks=chunks,
-                          overwrite=overwrite, resume=resume, allowed_schemes=schemes, timeout=timeout, retries=retries,
-                          on_item=None if quiet else lambda n, total, i: click.echo(f"[{n}/{total}] {i}", err=True))
-    finally:
-        if client is not None:
-            client.close()
+    options = RunOptions(**_shared_options(), stac_item=not no_stac_item, overwrite=overwrite, progress=not quiet)
+    model = _model_where_it_runs(model_name, weights, device, threads, scheduler, workers)
+    result = run_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=box, date=dates, out_dir=output,
+                      model=model, options=options, max_cloud=max_cloud, limit=limit, dry_run=dry_run,
+                      crop=not whole_tile, resume=resume, allowed_schemes=schemes, timeout=timeout, retries=retries,
+                      on_item=None if quiet else _echo_item)
     if dry_run:
         click.echo(describe_plan(result))
         return
@@ -386,7 +386,7 @@ def stac(bbox, date, collection, url, max_cloud, limit, output, whole_tile, resa
 @input_options
 def composite(products, output, method, percentile, order, min_observations, max_observations, masks, buffer,
               target_date, out_bands, crs, grid_resolution, grid_bbox, stac_bbox, date, collection, url, max_cloud, limit, model_name, weights, device, threads, window,
-              overlap, batch_size, chunks, resolution, scheduler, workers, quiet, overwrite, bands, scale, offset,
+              overlap, batch_size, chunks, resolution, scheduler, workers, quiet, overwrite, input_bands, scale, offset,
               resampling) -> None:  # noqa: ANN001
     """Build a cloud-free composite from PRODUCTS (or a STAC search) into one COG.
 
@@ -411,30 +411,19 @@ def composite(products, output, method, percentile, order, min_observations, max
     if max_observations is not None and max_observations < min_observations:
         raise click.BadParameter(f"--max-observations {max_observations} is below --min-observations "
                                  f"{min_observations}; no pixel could be valid.", param_hint="--max-observations")
-    options = CompositeOptions(method=method, percentile=percentile, buffer=buffer, order=order,
-                               target_date=target_date, min_observations=min_observations,
-                               max_observations=max_observations, bands=out_bands,
-                               resolution=resolution, resampling=resampling, input_bands=bands, scale=scale,
-                               offset=offset, window=window, overlap=overlap, batch_size=batch_size, crs=crs,
-                               grid_resolution=grid_resolution, bbox=grid_bbox, chunks=min(chunks, 1024),
-                               overwrite=overwrite, progress=not quiet)
-    model = None if masks else _load_model(model_name, weights, device, threads)
-    client = _cluster(scheduler, workers, weights or model_name, device, threads)
-    if client is not None and model is not None:
-        from s2mask.engine.cluster import ModelRef
+    options = CompositeOptions(**{**_shared_options(), "chunks": min(chunks, 1024)}, method=method,
+                               percentile=percentile, buffer=buffer, order=order, target_date=target_date,
+                               min_observations=min_observations, max_observations=max_observations, bands=out_bands,
+                               crs=crs, grid_resolution=grid_resolution, bbox=grid_bbox, overwrite=overwrite,
+                               progress=not quiet)
+    model = _model_where_it_runs(model_name, weights, device, threads, scheduler, workers, load=not masks)
+    if stac_bbox:
+        from s2mask.io.stac import EARTH_SEARCH_URL
 
-        model = ModelRef(weights or model_name, device)
-    try:
-        if stac_bbox:
-            from s2mask.io.stac import EARTH_SEARCH_URL
-
-            result = composite_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=stac_bbox, date=date,
-                                    out=output, model=model, max_cloud=max_cloud, limit=limit, options=options)
-        else:
-            result = composite_products(products, output, masks=list(masks) or None, model=model, options=options)
-    finally:
-        if client is not None:
-            client.close()
+        result = composite_stac(url=url or EARTH_SEARCH_URL, collection=collection, bbox=stac_bbox, date=date,
+                                out=output, model=model, max_cloud=max_cloud, limit=limit, options=options)
+    else:
+        result = composite_products(products, output, masks=list(masks) or None, model=model, options=options)
     click.echo(f"{result.cog}  ({len(result.scenes)} scenes, {result.seconds:.1f} s)")
     if result.quicklook:
         click.echo(f"{result.quicklook}")
@@ -446,6 +435,10 @@ def _echo_result(result, quiet: bool) -> None:  # noqa: ANN001
     if fr:
         line += "  " + "  ".join(f"{k} {'n/a' if v is None else format(v, '.1%')}" for k, v in fr.items())
     click.echo(line)
+
+
+def _echo_item(n: int, total: int, item_id: str) -> None:
+    click.echo(f"[{n}/{total}] {item_id}", err=True)
 
 
 def _set_debug(value: bool) -> None:

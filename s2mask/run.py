@@ -15,8 +15,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from s2mask.errors import NoValidDataError, OutputError, OutputExistsError, ProductNotFoundError, S2MaskError
+from s2mask.errors import (
+    InvalidParameterError,
+    NoValidDataError,
+    OutputError,
+    OutputExistsError,
+    ProductNotFoundError,
+    S2MaskError,
+)
 from s2mask.model.card import model_info
+from s2mask.options import EngineOptions, InputOptions
 
 __all__ = [
     "RunOptions",
@@ -33,27 +41,11 @@ __all__ = [
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunOptions:
-    """How one product is turned into a mask."""
+class RunOptions(InputOptions, EngineOptions):
+    """How one product is turned into a mask: the shared input and model options, and the outputs."""
 
-    resolution: int | None = None
-    """Output grid in metres (10, 20 or 60); default the product's own: 10 m for SAFE, a GeoTIFF's pixel size."""
-    window: int | None = None
-    """Window size in px (default: the model card's)."""
-    overlap: int | None = None
-    """Overlap between windows in px (default: window // 8)."""
-    batch_size: int = 4
-    """Windows per model call."""
-    chunks: int = 1024
-    """Dask chunk size (px) of the lazy cube; bounds memory."""
-    resampling: str = "nearest"
-    """How 20/60 m bands reach the grid: ``nearest`` or ``bilinear``."""
     bands: tuple[str, ...] | None = None
-    """Band names of a GeoTIFF input whose file does not describe them."""
-    scale: float | None = None
-    """GeoTIFF input: reflectance = DN * scale + offset (default 1e-4)."""
-    offset: float | None = None
-    """GeoTIFF input offset (default 0)."""
+    """The same option as ``input_bands`` (its first name here); give either."""
     probabilities: bool = False
     """Also write per-class probabilities (uint8 0-100) as ``<out>_proba.tif``."""
     quicklook: bool = True
@@ -66,6 +58,17 @@ class RunOptions:
     """Replace existing outputs."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.bands is None or self.input_bands is None:
+            names = self.bands or self.input_bands
+            object.__setattr__(self, "bands", names)
+            object.__setattr__(self, "input_bands", names)
+        elif tuple(self.bands) != tuple(self.input_bands):
+            raise InvalidParameterError(
+                f"RunOptions got bands={self.bands} and input_bands={self.input_bands}; they are one option "
+                "(the band names of GeoTIFF inputs). Give one of them."
+            )
 
 
 @dataclass
@@ -149,9 +152,8 @@ def run_product(product: str | Path, out: str | Path, *, model: Any, options: Ru
     from s2mask.io.product import open_product
 
     check_run(product, out, options)
-    cube = open_product(product, bands=model.bands, resolution=options.resolution, resampling=options.resampling,
-                        chunks=_read_chunks(model, options), scale=options.scale, offset=options.offset,
-                        band_names=options.bands)
+    read = {**options.read_kwargs(), "chunks": _read_chunks(model, options)}  # chunks aligned with the engine's
+    cube = open_product(product, bands=model.bands, **read)
     rgb = (lambda: _rgb(cube, product, options)) if options.quicklook else None
     return mask_cube(cube, out, model=model, options=options, rgb=rgb, source=str(product))
 
@@ -205,8 +207,8 @@ def mask_cube(
         staged = outputs.staged
         # predict and write the mask to its temporary file
         with _window_bar(cube, model, options, paths["mask"].name) as bar:
-            probs = predict(cube, model, window=options.window, overlap=options.overlap, chunks=options.chunks,
-                            batch_size=options.batch_size, progress=bar.update if bar else None)
+            probs = predict(cube, model, chunks=options.chunks, progress=bar.update if bar else None,
+                            **options.predict_kwargs())
             tags = _mask_tags(cube, model)
             rasters = [(to_mask(probs), staged["mask"], mask_write_options(tags=tags))]
             if options.probabilities:  # in the same pass: the model runs once for both files
@@ -351,8 +353,7 @@ def _rgb(cube: Any, product: str | Path, options: RunOptions) -> Any:
         if small is not cube:
             return small
     try:  # no overviews (or no RGB among the model's bands): the three bands alone, not every model band
-        return preview_rgb(open_product(product, bands=rgb, resolution=options.resolution, chunks=options.chunks,
-                                        scale=options.scale, offset=options.offset, band_names=options.bands))
+        return preview_rgb(open_product(product, bands=rgb, **options.read_kwargs()))
     except S2MaskError:
         if all(b in cube["band"].values for b in rgb):
             return cube.sel(band=list(rgb))

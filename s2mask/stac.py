@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from s2mask._batch import run_batch
 from s2mask.bands import DEFAULT_BANDS
@@ -28,6 +28,9 @@ from s2mask.io.stac import (
 )
 from s2mask.params import BBox, DateRange, parse_bbox, parse_date_range
 from s2mask.stac_out import INDEX_NAME as _INDEX_NAME
+
+if TYPE_CHECKING:
+    from s2mask.run import RunOptions
 
 __all__ = [
     "INDEX_NAME",
@@ -117,16 +120,12 @@ def run_stac(
     out_dir: str | Path,
     run_one: RunOne | None = None,
     model: Any = None,
-    options: Any = None,
+    options: RunOptions | None = None,
     bands: Sequence[str] | None = None,
     max_cloud: float | None = None,
     limit: int | None = None,
     dry_run: bool = False,
     crop: bool = True,
-    resolution: float = 10,
-    resampling: str = "nearest",
-    chunks: int = 2048,
-    overwrite: bool = False,
     resume: bool = False,
     preset: StacPreset | None = None,
     allowed_schemes: Sequence[str] = DEFAULT_SCHEMES,
@@ -137,15 +136,18 @@ def run_stac(
 ) -> StacRunResult:
     """Search ``collection`` at ``url`` and write one mask per item into ``out_dir``.
 
-    Each item is opened lazily with :func:`~s2mask.io.stac.open_stac_item` (cropped to
-    ``bbox`` when ``crop``, else the whole tile) with the model's bands (``model.bands``,
-    or ``bands``), then ``run_one(cube, out_dir / "<item id>_mask.tif")`` writes the
-    mask (and its ``.json`` summary and ``.png`` quick-look beside it).  By default that is
-    ``s2mask run``'s own pipeline (:func:`s2mask.run.mask_cube` with ``model`` and ``options``,
-    a :class:`~s2mask.run.RunOptions`, replacing files when ``overwrite`` or ``resume``); a
-    custom ``run_one`` must replace existing files itself when ``overwrite`` or ``resume``
-    is set.  Existing masks are refused before any work unless ``overwrite``
-    (redo all) or ``resume`` (skip the valid COGs, redo partial ones).  Failed items
+    ``options`` are ``s2mask run``'s (:class:`~s2mask.run.RunOptions`, the same input and model
+    options as every command).  Each item is opened lazily with
+    :func:`~s2mask.io.stac.open_stac_item` (cropped to ``bbox`` when ``crop``, else the whole
+    tile) with the model's bands (``model.bands``, or ``bands``) at ``options.resolution``
+    (default 10 m), ``options.resampling`` and ``options.chunks``, then
+    ``run_one(cube, out_dir / "<item id>_mask.tif")`` writes the mask (and its ``.json``
+    summary and ``.png`` quick-look beside it).  By default that is ``s2mask run``'s own
+    pipeline (:func:`s2mask.run.mask_cube` with ``model`` and ``options``, replacing files
+    when ``options.overwrite`` or ``resume``); a custom ``run_one`` must replace existing
+    files itself when ``options.overwrite`` or ``resume`` is set.  Existing masks are refused
+    before any work unless ``options.overwrite`` (redo all) or ``resume`` (skip the valid
+    COGs, redo partial ones).  Failed items
     are logged and listed in the result; the others go on.  ``index.geojson``, the STAC
     ItemCollection of the masks' Items (each also beside its mask as ``<stem>.stac.json``, see
     :mod:`s2mask.stac_out`, with ``s2mask:status`` and the source item's id, collection, API and
@@ -159,7 +161,11 @@ def run_stac(
         OutputError: ``out_dir`` cannot be created or written.
     """
     # normalise arguments and search
+    from s2mask.run import RunOptions
+
     box, dates = parse_bbox(bbox), parse_date_range(date)
+    options = options or RunOptions()
+    overwrite = options.overwrite
     run_one = run_one or _mask_pipeline(model, options, overwrite=overwrite or resume)
     bands = tuple(bands or getattr(model, "bands", None) or DEFAULT_BANDS)
     preset = preset or find_preset(url=url, collection=collection)
@@ -181,8 +187,9 @@ def run_stac(
 
     def work(i: int, item_id: str, path: Path) -> dict[str, float | None]:
         cube = open_stac_item(
-            plan[i][0], bands=bands, resolution=resolution, bbox=box if crop else None, chunks=chunks,
-            preset=preset, allowed_schemes=allowed_schemes, remote=remote, resampling=resampling,
+            plan[i][0], bands=bands, resolution=options.resolution or 10, bbox=box if crop else None,
+            chunks=options.chunks, resampling=options.resampling, preset=preset, allowed_schemes=allowed_schemes,
+            remote=remote,
         )  # fmt: skip
         run_one(cube, path)
         return mask_fractions(path)
@@ -234,15 +241,15 @@ def _safe_fractions(path: Path) -> dict[str, float | None]:
         return {}
 
 
-def _mask_pipeline(model: Any, options: Any, *, overwrite: bool) -> RunOne:
+def _mask_pipeline(model: Any, options: RunOptions, *, overwrite: bool) -> RunOne:
     """``s2mask run``'s per-cube pipeline (predict, mask, COG, summary, quick-look) for one item."""
     from dataclasses import replace
 
-    from s2mask.run import RunOptions, mask_cube
+    from s2mask.run import mask_cube
 
     if model is None:
         raise InvalidParameterError("run_stac() needs a model (or a run_one); pass model=load_model('s2-9').")
-    opts = replace(options or RunOptions(), overwrite=overwrite)
+    opts = replace(options, overwrite=overwrite)
 
     def run_one(cube: Any, path: Path) -> Any:
         return mask_cube(cube, path, model=model, options=opts, source=cube.attrs.get("source"))

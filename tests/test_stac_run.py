@@ -23,6 +23,7 @@ from s2mask.bands import BAND_NAMES, DEFAULT_BANDS
 from s2mask.errors import EmptySearchError, OutputExistsError, ProductNotFoundError, StacError
 from s2mask.io.stac import open_stac_item
 from s2mask.model.weights import ModelCard
+from s2mask.run import RunOptions
 from s2mask.stac import INDEX_NAME, describe_plan, mask_fractions, run_stac
 from s2mask.testing.models import ThresholdModel
 from tests.stac_server import (
@@ -303,7 +304,7 @@ def test_existing_outputs_are_refused_resumed_or_overwritten(
     redo = run_stac(
         **stac_args(catalogue, out),
         model=model,
-        overwrite=True,
+        options=RunOptions(overwrite=True),
         run_one=engine_run_one(model, overwrite=True),
     )
     assert [o.status for o in redo.outputs] == ["done", "done"]

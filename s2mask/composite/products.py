@@ -24,6 +24,7 @@ from s2mask.bands import DEFAULT_BANDS, resolve_bands
 from s2mask.composite.core import REFLECTANCE_SCALE, DateLike, composite, to_uint16
 from s2mask.composite.grid import target_grid
 from s2mask.errors import InvalidParameterError, OutputError, ProductNotFoundError
+from s2mask.options import EngineOptions, InputOptions
 
 __all__ = [
     "CompositeOptions",
@@ -176,8 +177,13 @@ _PICKING = ("best-pixel", "medoid", "first")
 
 
 @dataclass(frozen=True, kw_only=True)
-class CompositeOptions:
-    """How scenes become a composite (shared by ``composite_products`` and ``composite_stac``)."""
+class CompositeOptions(InputOptions, EngineOptions):
+    """How scenes become a composite (shared by ``composite_products`` and ``composite_stac``).
+
+    The input and model options (``input_bands``, ``scale``, ``offset``, ``resolution``,
+    ``resampling``, ``chunks``, ``window``, ``overlap``, ``batch_size``) are those of every command
+    (:mod:`s2mask.options`); ``bands`` are the composite's output bands.
+    """
 
     method: str = "median"
     """``median`` (default), ``mean``, ``percentile``, ``best-pixel``, ``medoid``, ``geomedian`` or ``first``."""
@@ -196,22 +202,6 @@ class CompositeOptions:
     """Use at most N clear observations per pixel; blocks stop reading scenes once complete."""
     bands: tuple[str, ...] = DEFAULT_BANDS
     """Output bands (the quick-look needs B04, B03, B02 among them)."""
-    resolution: int | None = None
-    """Resolution (m) the products are read at; default their own (10 m for SAFE and STAC, a GeoTIFF's)."""
-    resampling: str = "nearest"
-    """How 20/60 m bands reach the read grid (``nearest``, as in every reader, or ``bilinear``)."""
-    input_bands: tuple[str, ...] | None = None
-    """Band names of GeoTIFF inputs in file order, when the files lack them (as ``RunOptions.bands``)."""
-    scale: float | None = None
-    """GeoTIFF inputs: reflectance = DN * scale + offset (default 1e-4)."""
-    offset: float | None = None
-    """GeoTIFF input offset (default 0)."""
-    window: int | None = None
-    """Model window size in px (default: the model card's)."""
-    overlap: int | None = None
-    """Overlap between model windows in px (default: window // 8)."""
-    batch_size: int = 4
-    """Windows per model call."""
     crs: Any = None
     """Output CRS (default: the first scene's); needs ``grid_resolution`` when it differs."""
     grid_resolution: float | None = None
@@ -220,8 +210,6 @@ class CompositeOptions:
     """Output bounds ``(minx, miny, maxx, maxy)`` in ``bbox_crs`` (default: the first scene's)."""
     bbox_crs: Any = None
     """CRS of ``bbox`` (default: the output CRS; ``"EPSG:4326"`` for lon/lat)."""
-    chunks: int = 1024
-    """Composite block size (px); memory ~ threads x scenes x bands x chunks**2 x 12 bytes."""
     quicklook: bool = True
     """Also write ``<out>.png`` (true colour, nodata marked)."""
     overwrite: bool = False
@@ -332,15 +320,7 @@ def composite_products(
     loaded = None if masks is not None else _model(model)
     read = _read_bands(options, loaded)
     mask_arrays = None if masks is None else [_open_mask(m, options.chunks) for m in masks]
-    cubes = [
-        _with_date(
-            open_product(
-                p, bands=read, resolution=options.resolution, resampling=options.resampling,
-                chunks=options.chunks, scale=options.scale, offset=options.offset, band_names=options.input_bands,
-            )
-        )
-        for p in products
-    ]  # fmt: skip
+    cubes = [_with_date(open_product(p, bands=read, **options.read_kwargs())) for p in products]
     for cube, p in zip(cubes, products, strict=True):
         cube.attrs.setdefault("product_id", Path(str(p)).name)
     return _composite_cubes(cubes, out, masks=mask_arrays, model=loaded, options=options, started=t0)
@@ -443,10 +423,7 @@ def _composite_cubes(
     if masks is None:
         from s2mask.engine import predict
 
-        probs = [
-            predict(c, model, window=options.window, overlap=options.overlap, batch_size=options.batch_size)
-            for c in cubes
-        ]
+        probs = [predict(c, model, **options.predict_kwargs()) for c in cubes]
     grid = target_grid(
         cubes[0],
         crs=options.crs,
