@@ -44,8 +44,8 @@ class SleepModel:
 def main(argv: list[str] | None = None) -> int:
     from s2mask.engine import predict
     from s2mask.io import open_product
-    from s2mask.io.cog import write_cog
     from s2mask.mask import to_mask
+    from s2mask.writers import write_cog  # the engine's compute, as s2mask run
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("product")

@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names reso
     from s2mask.engine import WindowGrid, predict, predict_array
     from s2mask.engine.cluster import ModelRef, connect
     from s2mask.errors import S2MaskError
-    from s2mask.io.cog import write_cog, write_mask, write_probabilities
     from s2mask.io.product import open_product
     from s2mask.io.stac import open_stac_item, search_items
     from s2mask.mask import class_fractions, to_mask
@@ -33,6 +32,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names reso
     from s2mask.run import RunOptions, run_many, run_product
     from s2mask.stac import run_stac
     from s2mask.summary import mask_summary, write_summary
+    from s2mask.writers import write_cog, write_mask, write_probabilities
 
 
 _EXPORTS = {
@@ -51,9 +51,9 @@ _EXPORTS = {
     "connect": "s2mask.engine.cluster",
     "class_fractions": "s2mask.mask",
     "to_mask": "s2mask.mask",
-    "write_cog": "s2mask.io.cog",
-    "write_mask": "s2mask.io.cog",
-    "write_probabilities": "s2mask.io.cog",
+    "write_cog": "s2mask.writers",
+    "write_mask": "s2mask.writers",
+    "write_probabilities": "s2mask.writers",
     "write_summary": "s2mask.summary",
     "run_stac": "s2mask.stac",
     "parse_bbox": "s2mask.params",

@@ -146,3 +146,28 @@ def test_the_writer_imports_no_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_public_writers_run_each_model_window_once(tmp_path) -> None:
+    """``s2mask.write_mask`` computes with the engine; ``io.cog``'s own default repeats the halos."""
+    import s2mask
+    from s2mask.io import cog
+
+    calls: list[int] = []
+
+    class Counting(ThresholdModel):
+        def predict_proba(self, batch):  # noqa: ANN001, ANN201
+            calls.append(len(batch))
+            return super().predict_proba(batch)
+
+    def windows(write) -> int:  # noqa: ANN001
+        calls.clear()
+        mask = to_mask(predict(_cube(), Counting(), window=32, chunks=64))
+        write(mask, tmp_path / f"{len(list(tmp_path.iterdir()))}.tif", overwrite=True)
+        return sum(calls)
+
+    from s2mask.engine import count_windows
+
+    engine, plain = windows(s2mask.write_mask), windows(cog.write_mask)
+    assert engine == count_windows(_cube(), ThresholdModel(), window=32)  # every window once
+    assert plain > engine  # each block on its own recomputes the windows of its halo
