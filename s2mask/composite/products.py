@@ -23,7 +23,7 @@ import xarray as xr
 from s2mask.bands import DEFAULT_BANDS, resolve_bands
 from s2mask.composite.core import REFLECTANCE_SCALE, DateLike, composite, to_uint16
 from s2mask.composite.grid import target_grid
-from s2mask.errors import InvalidParameterError, OutputError, ProductNotFoundError
+from s2mask.errors import InvalidParameterError, ProductNotFoundError
 from s2mask.options import EngineOptions, InputOptions
 
 __all__ = [
@@ -101,79 +101,22 @@ def write_composite(
     ``compute`` and ``scheduler`` go to ``write_cog``; ``compute`` defaults to the engine's
     :func:`~s2mask.engine.compute.compute_blocks`.
     """
-    from s2mask._atomic import atomic_output, check_target, remove_temps, temp_path_for
     from s2mask.engine import compute_blocks
     from s2mask.io.cog import write_cog
 
     data = to_uint16(result, bands=bands)
     names = [str(b) for b in data["band"].values]
-    target = check_target(path, overwrite=overwrite)
-    staging = temp_path_for(target, ".tif")  # write_cog's COG, before the scales are added
-    try:
-        write_cog(
-            data, staging, nodata=0, dtype="uint16", band_descriptions=names,
-            tags=composite_tags(result, sources=sources),
-            overview_resampling="nearest" if "source_index" in result else "average",
-            progress=progress, compute=compute or compute_blocks, scheduler=scheduler,
-        )  # fmt: skip
-        scales = [1.0 / REFLECTANCE_SCALE if n not in _LAYER_BANDS else 1.0 for n in names]
-        with atomic_output(target, overwrite=overwrite, suffix=".tif") as tmp:
-            _copy_with_scales(staging, tmp, scales=scales, offsets=[0.0] * len(names))
-    finally:
-        remove_temps(staging)
-    return target
+    return write_cog(
+        data, path, nodata=0, dtype="uint16", band_descriptions=names,
+        tags=composite_tags(result, sources=sources),
+        scales=[1.0 / REFLECTANCE_SCALE if n not in _LAYER_BANDS else 1.0 for n in names],
+        offsets=[0.0] * len(names),
+        overview_resampling="nearest" if "source_index" in result else "average",
+        overwrite=overwrite, progress=progress, compute=compute or compute_blocks, scheduler=scheduler,
+    )  # fmt: skip
 
 
 _LAYER_BANDS = ("count", "source", "date")
-
-
-def _copy_with_scales(src: Path, dst: Path, *, scales: Sequence[float], offsets: Sequence[float]) -> None:
-    """Copy the COG ``src`` to ``dst`` with per-band scale/offset, keeping its layout, tiles and overviews.
-
-    A COG cannot be edited in place without breaking its layout, and ``write_cog`` takes no
-    scales, so the bands are re-encoded once through a VRT that adds them (the overviews are
-    taken from ``src``, not recomputed).  When ``write_cog`` learns scales this pass goes away.
-    """
-    from xml.sax.saxutils import escape
-
-    import rasterio
-    import rasterio.shutil
-
-    with rasterio.open(src) as ds:
-        block = ds.block_shapes[0][0]
-        head = (
-            f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><SRS>{escape(ds.crs.to_wkt())}</SRS>'
-            f"<GeoTransform>{', '.join(repr(v) for v in ds.transform.to_gdal())}</GeoTransform>"
-        )
-        meta = "<Metadata>" + "".join(
-            f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in ds.tags().items()
-        )
-        meta += "</Metadata>"
-        bands = "".join(
-            f'<VRTRasterBand dataType="UInt16" band="{i}"><NoDataValue>0</NoDataValue>'
-            f"<Description>{escape(ds.descriptions[i - 1] or '')}</Description>"
-            f"<Offset>{offsets[i - 1]!r}</Offset><Scale>{scales[i - 1]!r}</Scale>"
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(src))}</SourceFilename>'
-            f"<SourceBand>{i}</SourceBand></SimpleSource></VRTRasterBand>"
-            for i in range(1, ds.count + 1)
-        )
-        resampling = "NEAREST" if ds.tags().get("METHOD", "") in _PICKING else "AVERAGE"
-    with rasterio.open(head + meta + bands + "</VRTDataset>") as vrt:
-        rasterio.shutil.copy(
-            vrt, dst, driver="COG", BLOCKSIZE=block, COMPRESS="DEFLATE", PREDICTOR="2", BIGTIFF="IF_SAFER",
-            NUM_THREADS="ALL_CPUS", OVERVIEWS="AUTO", OVERVIEW_RESAMPLING=resampling,
-        )  # fmt: skip
-    from rio_cogeo.cogeo import cog_validate
-
-    valid, errors, _ = cog_validate(str(dst), quiet=True)
-    if not valid:
-        raise OutputError(
-            f"The composite COG {dst.name} lost its COG layout when its band scales were added "
-            f"({'; '.join(errors)}); this is a bug in s2mask, please report it."
-        )
-
-
-_PICKING = ("best-pixel", "medoid", "first")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -408,6 +408,8 @@ def write_cog(
     band_descriptions: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
     categories: Mapping[int, str] | None = None,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
     overview_resampling: str = "mode",
     blocksize: int = 512,
     compress: str = "DEFLATE",
@@ -431,6 +433,8 @@ def write_cog(
         categories: ``{value: name}`` of a single-band class raster: written as GDAL category
             names and a raster attribute table (value, class, colour) in ``<path>.aux.xml``,
             where GDAL, ``gdalinfo`` and QGIS read them; published just before the COG.
+        scales, offsets: one per band: physical value = stored * scale + offset, in the band
+            metadata that GDAL, QGIS and rasterio (``scales``/``offsets``) read; default none.
         overview_resampling: ``"mode"`` (default, safe for classes), ``"average"`` for
             continuous values, or another GDAL method.
         blocksize: internal tile size in pixels (multiple of 16).
@@ -461,6 +465,8 @@ def write_cog(
         band_descriptions=band_descriptions,
         tags=tags,
         categories=categories,
+        scales=scales,
+        offsets=offsets,
         overview_resampling=overview_resampling,
         blocksize=blocksize,
         compress=compress,
@@ -477,6 +483,8 @@ _JOB_OPTIONS = frozenset(
         "band_descriptions",
         "tags",
         "categories",
+        "scales",
+        "offsets",
         "overview_resampling",
         "blocksize",
         "compress",
@@ -532,6 +540,8 @@ class _Job:
     overwrite: bool
     aux_xml: str | None = None
     """GDAL PAM metadata (category names, attribute table) for ``<target>.aux.xml``."""
+    scales: Sequence[float] | None = None
+    offsets: Sequence[float] | None = None
 
     @property
     def aux_target(self) -> Path:
@@ -548,6 +558,8 @@ def _job(
     band_descriptions: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
     categories: Mapping[int, str] | None = None,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
     overview_resampling: str = "mode",
     blocksize: int = 512,
     compress: str = "DEFLATE",
@@ -574,6 +586,9 @@ def _job(
         compress=compress,
     )
     descriptions = list(band_descriptions) if band_descriptions is not None else _default_descriptions(data3)
+    for name, values in (("scales", scales), ("offsets", offsets)):
+        if values is not None and len(values) != data3.shape[0]:
+            raise InvalidParameterError(f"{len(values)} {name} for {data3.shape[0]} band(s); expected one per band.")
     arr = _prepare(data3, dt, nodata)
     blocksize = _tile_size(arr.shape[1], arr.shape[2], blocksize)
     return _Job(
@@ -588,6 +603,8 @@ def _job(
         ),
         overwrite=overwrite,
         aux_xml=None if categories is None else _pam_xml(categories, colormap),
+        scales=None if scales is None else [float(v) for v in scales],
+        offsets=None if offsets is None else [float(v) for v in offsets],
     )
 
 
@@ -634,6 +651,10 @@ def _open_staging(job: _Job, staging: Path, stack: contextlib.ExitStack) -> Any:
         if job.descriptions:
             for i, desc in enumerate(job.descriptions, start=1):
                 dst.set_band_description(i, str(desc))
+        if job.scales is not None:
+            dst.scales = job.scales
+        if job.offsets is not None:
+            dst.offsets = job.offsets
         dst.update_tags(
             **{"TIFFTAG_SOFTWARE": f"s2mask {__version__}"},
             **{str(k): str(v) for k, v in (job.tags or {}).items()},
