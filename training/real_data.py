@@ -4,7 +4,7 @@ Each loader returns :class:`RealScene` objects: reflectance per band (float32, N
 nodata), the processing level taken from the product's own metadata or its
 documentation (``MANIFEST.md``), and the split it belongs to.  Scoring data is never
 returned here: the ukis scene, rows 428- of the s2cloudless scene
-(:data:`training.real_scenes.S2CLOUDLESS_HELDOUT_ROW`) and the Accra chip (its Sen2Cor
+(:data:`S2CLOUDLESS_HELDOUT_ROW`) and the Accra chip (its Sen2Cor
 SCL is an evaluation reference) are left out by construction.
 """
 
@@ -20,7 +20,10 @@ import numpy as np
 from s2mask.bands import BANDS
 from s2mask.model.runtime import file_sha256
 
-__all__ = ["RealScene", "real_scenes", "file_sha256", "EXCLUDED"]
+__all__ = ["RealScene", "real_scenes", "file_sha256", "EXCLUDED", "S2CLOUDLESS_HELDOUT_ROW"]
+
+S2CLOUDLESS_HELDOUT_ROW = 428
+"""Rows of the s2cloudless scene from here on are held out for scoring (never trained or calibrated on)."""
 
 EXCLUDED = (
     "ukis_testscene (scoring: reference mask)",
@@ -168,8 +171,6 @@ def _boadella(root: Path) -> Iterator[RealScene]:
 
 
 def _s2cloudless(root: Path) -> Iterator[RealScene]:
-    from training.real_scenes import S2CLOUDLESS_HELDOUT_ROW
-
     with np.load(root / "s2cloudless_testscene" / "input_arrays.npz") as d:
         img = d["s2_im"][0, :S2CLOUDLESS_HELDOUT_ROW]
     yield RealScene(

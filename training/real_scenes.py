@@ -21,6 +21,7 @@ from s2mask.bands import BANDS
 from s2mask.errors import BandMismatchError, TrainingDataError
 from training.labels import remap_labels
 from training.metrics import confusion_matrix, metrics_from_confusion
+from training.real_data import S2CLOUDLESS_HELDOUT_ROW
 
 __all__ = [
     "approximate_bands",
@@ -41,8 +42,6 @@ __all__ = [
 UKIS_TO_PROJECT = {0: 2, 1: 0, 2: 0, 3: 0, 4: 1}
 """ukis-csmask reference classes -> project classes."""
 UKIS_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
-S2CLOUDLESS_HELDOUT_ROW = 428
-"""Rows from here on were never used as synthetic-training backgrounds."""
 _S2C_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 
 
