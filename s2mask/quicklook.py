@@ -131,7 +131,15 @@ def _cells(block: np.ndarray, f: int) -> np.ndarray:
 
 def _mean_block(block: np.ndarray, f: int) -> np.ndarray:
     """NaN-ignoring mean of each ``f`` x ``f`` cell (NaN where a cell has no finite value)."""
-    cells = _cells(_pad_to(block.astype(np.float32, copy=False), f, np.nan), f)
+    block = block.astype(np.float32, copy=False)
+    if not block.shape[-2] % f and not block.shape[-1] % f and np.isfinite(block).all():
+        # every cell full and finite (the common case): f*f strided adds, 3-4x faster than nansum
+        total = np.zeros(block.shape[:-2] + (block.shape[-2] // f, block.shape[-1] // f), np.float64)
+        for i in range(f):
+            for j in range(f):
+                total += block[..., i::f, j::f]
+        return (total / (f * f)).astype(np.float32)
+    cells = _cells(_pad_to(block, f, np.nan), f)
     count = np.isfinite(cells).sum(axis=(-3, -1))
     total = np.nansum(cells, axis=(-3, -1), dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -141,8 +149,13 @@ def _mean_block(block: np.ndarray, f: int) -> np.ndarray:
 def _mode_block(block: np.ndarray, f: int, values: tuple[int, ...]) -> np.ndarray:
     """Most frequent of ``values`` in each ``f`` x ``f`` cell (ties go to the first value)."""
     fill = next(v for v in range(256) if v not in values)
-    cells = _cells(_pad_to(block, f, fill), f)
-    counts = np.stack([(cells == v).sum(axis=(-3, -1)) for v in values])
+    padded = _pad_to(block, f, fill)
+    counts = np.zeros((len(values),) + padded.shape[:-2] + (padded.shape[-2] // f, padded.shape[-1] // f), np.int32)
+    for k, v in enumerate(values):
+        hit = padded == v
+        for i in range(f):  # f*f strided adds: the same counts as a sum over each cell, several times faster
+            for j in range(f):
+                counts[k] += hit[..., i::f, j::f]
     return np.asarray(values, dtype=np.uint8)[np.argmax(counts, axis=0)]
 
 
@@ -432,5 +445,5 @@ def write_quicklook(
         canvas.paste(strip, (0, picture.height))
         picture = canvas
     with atomic_output(target, overwrite=overwrite, suffix=".png") as tmp:
-        picture.save(tmp, format="PNG")
+        picture.save(tmp, format="PNG", compress_level=3)  # 40 % faster than 6, 3 % larger
     return target
