@@ -264,9 +264,10 @@ class OnnxModel(CardModel):
         if self.runtime == "openvino":
             import openvino as ov
 
-            compiled = ov.Core().compile_model(
-                str(self.path), "CPU", {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
-            )
+            # no pinning: the engine's reader threads share the cores with the model, and threads
+            # pinned to a core wait for it (full SAFE tile: 116-125 s unpinned, 120-151 s pinned)
+            config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+            compiled = ov.Core().compile_model(str(self.path), "CPU", config)
             request = compiled.create_infer_request()
 
             def run(x: np.ndarray) -> np.ndarray:
