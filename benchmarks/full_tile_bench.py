@@ -132,10 +132,10 @@ def _pipeline_20m(args: argparse.Namespace, model, out: Path) -> None:  # noqa: 
     import dask.array as da
     import xarray as xr
 
-    from s2mask.engine import compute_blocks, predict
+    from s2mask.engine import predict
     from s2mask.io import open_product
-    from s2mask.io.cog import mask_colormap, write_cog
     from s2mask.mask import to_mask
+    from s2mask.writers import write_mask
 
     fine = open_product(args.product, bands=model.bands[:1], resolution=10, chunks=args.chunks)
     cube = open_product(args.product, bands=model.bands, resolution=20, chunks=args.chunks // 2)
@@ -144,15 +144,7 @@ def _pipeline_20m(args: argparse.Namespace, model, out: Path) -> None:  # noqa: 
     up = up.rechunk(args.chunks)
     out_mask = xr.DataArray(up, dims=("y", "x"), coords={"y": fine.y, "x": fine.x}, attrs=mask.attrs)
     out_mask = out_mask.rio.write_crs(fine.rio.crs).rio.write_nodata(255)
-    write_cog(
-        out_mask,
-        out,
-        nodata=255,
-        colormap=mask_colormap(),
-        overwrite=True,
-        progress=False,
-        compute=compute_blocks,
-    )
+    write_mask(out_mask, out, overwrite=True, progress=False)  # as s2mask run writes it
 
 
 def stage_full(args: argparse.Namespace) -> dict:
@@ -179,24 +171,16 @@ def stage_full(args: argparse.Namespace) -> dict:
 def stage_write(args: argparse.Namespace) -> dict:
     import rioxarray
 
-    from s2mask.engine import compute_blocks
-    from s2mask.io.cog import mask_colormap, write_cog
+    from s2mask.writers import write_mask
 
     mask = rioxarray.open_rasterio(args.mask_out).squeeze("band", drop=True).load()
     mask = mask.chunk(args.chunks)
     out = args.mask_out.with_name(args.mask_out.stem + "_rewrite.tif")
     t0 = time.perf_counter()
-    write_cog(
-        mask,
-        out,
-        nodata=255,
-        colormap=mask_colormap(),
-        overwrite=True,
-        progress=False,
-        compute=compute_blocks,
-    )
+    write_mask(mask, out, overwrite=True, progress=False)
     dt = time.perf_counter() - t0
     out.unlink()
+    Path(f"{out}.aux.xml").unlink(missing_ok=True)
     return {"seconds": dt, "pixels": args.size**2}
 
 

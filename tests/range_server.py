@@ -23,9 +23,11 @@ import time
 from collections import Counter, defaultdict
 from contextlib import suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
+
+from tests.local_http import LocalHTTPServer
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
@@ -45,7 +47,7 @@ class Faults:
     delay: float = 0.0
 
 
-class RangeServer:
+class RangeServer(LocalHTTPServer):
     """Serve ``root`` over HTTP on 127.0.0.1 with range requests; a context manager."""
 
     def __init__(self, root: Path, faults: Faults | None = None) -> None:
@@ -56,18 +58,7 @@ class RangeServer:
         self.log: list[tuple[str, str, int]] = []
         """``(method, path, status)`` of every request, in order."""
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RangeServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     def href(self, path: Path) -> str:
         """The URL of a file under the root."""

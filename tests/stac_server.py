@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
+
+from tests.local_http import LocalHTTPServer
 
 ES_KEYS = {
     "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
@@ -253,7 +255,7 @@ class RustacServer:
                 self.proc.wait()
 
 
-class FaultServer:
+class FaultServer(LocalHTTPServer):
     """A local HTTP server that fails like a broken STAC API.
 
     Modes: ``"status"`` answers every request with ``status``; ``"timeout"`` waits
@@ -274,18 +276,7 @@ class FaultServer:
         )
         self.requests: list[str] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FaultServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fault = self
@@ -367,7 +358,7 @@ def matches(
     return all(compare(*w) for w in wanted) and (cql is None or cql2(cql))
 
 
-class FilteringProxy:
+class FilteringProxy(LocalHTTPServer):
     """A local STAC API that adds the ``query`` and ``filter`` (CQL2-JSON) extensions to a ``rustac serve``.
 
     rustac's in-memory backend neither filters on properties nor says it could; this proxy forwards
@@ -377,18 +368,7 @@ class FilteringProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FilteringProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
