@@ -73,7 +73,7 @@ def test_plan_inference_choices(kw: dict, runtime: str, precision: str) -> None:
             InvalidParameterError,
             "openvino is not installed",
         ),
-        ({"precision": "int8", "installed": ()}, InvalidParameterError, "pip install"),
+        ({"precision": "int8", "installed": ()}, InvalidParameterError, "none is installed.*pip install"),
         ({"runtime": "tensorrt"}, InvalidParameterError, "Unknown runtime"),
         ({"precision": "fp8"}, InvalidParameterError, "Unknown precision"),
     ],
@@ -94,9 +94,7 @@ def test_a_stale_int8_file_is_ignored_with_a_warning() -> None:
 def test_shipped_int8_models_were_made_from_the_shipped_weights(name: str) -> None:
     weights = shipped_models()[name]
     meta = read_onnx_metadata(int8_path(weights))
-    assert meta[SOURCE_KEY] == file_sha256(weights), (
-        f"rebuild: python -m training quantize --weights {name}"
-    )
+    assert meta[SOURCE_KEY] == file_sha256(weights), f"rebuild: python -m training quantize --weights {name}"
     card = json.loads(meta[CARD_KEY])
     torch_card = load_model(name, runtime="torch").card.to_dict()
     assert card == json.loads(json.dumps(torch_card))
@@ -194,6 +192,9 @@ def test_cli_runtimes_agree_and_int8_run_never_imports_torch(shared_data: Path, 
             masks[runtime] = src.read(1)
         summary = json.loads(out.with_suffix(".json").read_text())
         assert summary["model"]["runtime"] == runtime
+        assert summary["model"]["runtime_reason"] == (
+            "torch asked for" if runtime == "torch" else f"{runtime} asked for"
+        )
         item = json.loads(out.with_suffix(".stac.json").read_text())
         assert item["properties"]["s2mask:model_runtime"] == runtime
         torch_precision = resolve_precision("auto", torch.device("cpu"))  # bf16 on CPUs with bf16 units

@@ -74,13 +74,14 @@ class ModelCard:
 
 
 def model_info(model: Any) -> dict[str, Any]:
-    """What a run records of its model: card name and version, runtime and precision."""
+    """What a run records of its model: card name and version, runtime, precision and why that runtime."""
     card = model.card
     return {
         "name": card.name,
         "version": card.version,
         "runtime": getattr(model, "runtime", "torch"),
         "precision": getattr(model, "precision", "fp32"),
+        **({"runtime_reason": model.runtime_reason} if getattr(model, "runtime_reason", None) else {}),
     }
 
 

@@ -107,7 +107,7 @@ class InferencePlan:
     precision: str
     """``fp32``, ``bf16`` (torch autocast) or ``int8``; ``auto`` means torch decides (fp32/bf16)."""
     reason: str
-    """One sentence a user can read in ``--debug`` output and the run summary."""
+    """Why, in a few words; the run summary records it (``model.runtime_reason``)."""
 
 
 def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
@@ -163,9 +163,12 @@ def plan_inference(
                 "rebuild it with `python -m training quantize`, or use --precision fp32."
             )
         choice = runtime if runtime in ONNX_RUNTIMES else next(iter(installed), None)
-        if choice is None or choice not in installed:
-            raise InvalidParameterError(f"{choice or 'No ONNX runtime'} is not installed; {_INSTALL}.")
-        return InferencePlan(choice, "int8", f"int8 asked for; running on {choice}")
+        if choice is None:
+            raise InvalidParameterError(f"int8 needs an ONNX runtime and none is installed; {_INSTALL}.")
+        if choice not in installed:
+            raise InvalidParameterError(f"{choice} is not installed; {_INSTALL}.")
+        why = f"{runtime} asked for" if runtime in ONNX_RUNTIMES else f"int8 asked for; running on {choice}"
+        return InferencePlan(choice, "int8", why)
     if runtime == "torch" or precision in ("fp32", "bf16"):
         return InferencePlan(
             "torch", precision, "torch asked for" if runtime == "torch" else f"{precision} asked for"
@@ -192,9 +195,9 @@ def plan_inference(
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``s2mask_*`` metadata of an ONNX model file, read without any runtime.
+    """The ``s2mask_*`` metadata of an ONNX model file, read with whichever ONNX runtime is installed.
 
-    Uses whichever ONNX runtime is installed (both expose the model's metadata properties).
+    Both expose the model's metadata properties; the model is read, not compiled.
     """
     path = Path(path)
     installed = installed_runtimes()
@@ -266,7 +269,11 @@ class OnnxModel(CardModel):
 
             # no pinning: the engine's reader threads share the cores with the model, and threads
             # pinned to a core wait for it (full SAFE tile: 116-125 s unpinned, 120-151 s pinned)
-            config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
+            config = {
+                "INFERENCE_NUM_THREADS": self.threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "ENABLE_CPU_PINNING": False,
+            }
             compiled = ov.Core().compile_model(str(self.path), "CPU", config)
             request = compiled.create_infer_request()
 
@@ -354,7 +361,7 @@ def load_model(
             device=device,
             int8_file=path,
         )
-        return OnnxModel(path, runtime=plan.runtime, threads=threads)
+        return _with_reason(OnnxModel(path, runtime=plan.runtime, threads=threads), plan)
     int8_file, current, card = (None, True, None) if card_overrides else _int8_state(path)
     if card_overrides and (runtime in ONNX_RUNTIMES or precision == "int8"):
         raise InvalidParameterError(
@@ -365,10 +372,17 @@ def load_model(
     )
     if plan.runtime in ONNX_RUNTIMES:
         assert int8_file is not None
-        return OnnxModel(int8_file, runtime=plan.runtime, threads=threads, card=card)
+        return _with_reason(OnnxModel(int8_file, runtime=plan.runtime, threads=threads, card=card), plan)
     from s2mask.model.device import set_threads
     from s2mask.model.weights import load_torch_model
 
     if threads is not None:
         set_threads(threads)
-    return load_torch_model(path, device=device, precision=plan.precision, card_overrides=card_overrides)
+    return _with_reason(
+        load_torch_model(path, device=device, precision=plan.precision, card_overrides=card_overrides), plan
+    )
+
+
+def _with_reason(model: Any, plan: InferencePlan) -> Any:
+    model.runtime_reason = plan.reason
+    return model
