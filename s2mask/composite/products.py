@@ -10,7 +10,6 @@ computed only once).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,18 +179,15 @@ def quicklook_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".png")
 
 
-_PRODUCT_DATE = re.compile(r"_(\d{8}T\d{6})_")
-
-
 def _with_date(cube: xr.DataArray) -> xr.DataArray:
     """Give ``cube`` a ``datetime`` attribute from its product id (``S2A_MSIL2A_20240601T101031_...``)."""
+    from s2mask.stac_out import acquisition_datetime  # the one reading of a product's time
+
     if cube.attrs.get("datetime"):
         return cube
-    found = _PRODUCT_DATE.search(str(cube.attrs.get("product_id", "")))
-    if found is None:
-        return cube
-    s = found.group(1)
-    cube.attrs["datetime"] = f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}"
+    when = acquisition_datetime(cube.attrs)
+    if when is not None:
+        cube.attrs["datetime"] = when.strftime("%Y-%m-%dT%H:%M:%S")
     return cube
 
 
