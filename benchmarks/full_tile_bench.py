@@ -101,19 +101,31 @@ def stage_read(args: argparse.Namespace) -> dict:
     return {"seconds": time.perf_counter() - t0, "pixels": args.size**2}
 
 
-def stage_infer(args: argparse.Namespace) -> dict:
+def infer_on_region(
+    product: str | Path,
+    model,  # noqa: ANN001
+    *,
+    chunks: int,
+    batch_size: int,
+    region: int,
+    window: int | None = None,
+    resolution: int | None = None,
+    sync=lambda: None,  # noqa: ANN001 - waits for the device (CUDA) before a clock is read
+) -> dict:
+    """The engine's numpy core on an in-memory ``region``^2 of ``product``, scaled to the scene by window count."""
     from s2mask.engine import count_windows, predict_array
     from s2mask.engine.windows import WindowGrid, resolve_window
     from s2mask.io import open_product
 
-    model = _load(args)
-    cube = open_product(args.product, bands=model.bands, resolution=args.infer_res, chunks=args.chunks)
-    r = min(args.region, cube.sizes["y"], cube.sizes["x"])
-    region = np.asarray(cube[:, :r, :r].values, dtype=np.float32)
-    win, ovl = resolve_window(args.window, None, default_window=model.card.window_size)
-    model.predict_proba(region[None, :, :win, :win])  # warm-up (allocator, oneDNN primitives)
+    cube = open_product(product, bands=model.bands, resolution=resolution, chunks=chunks)
+    r = min(region, cube.sizes["y"], cube.sizes["x"])
+    data = np.asarray(cube[:, :r, :r].values, dtype=np.float32)
+    win, ovl = resolve_window(window, None, default_window=model.card.window_size)
+    model.predict_proba(data[None, :, :win, :win])  # warm-up (allocator, kernels, oneDNN primitives)
+    sync()
     t0 = time.perf_counter()
-    predict_array(region, model, window=win, batch_size=args.batch_size)
+    predict_array(data, model, window=win, batch_size=batch_size)
+    sync()
     dt = time.perf_counter() - t0
     n_region = len(WindowGrid(r, r, win, ovl))
     n_scene = count_windows(cube, model, window=win)
@@ -123,8 +135,15 @@ def stage_infer(args: argparse.Namespace) -> dict:
         "windows_region": n_region,
         "windows_scene": n_scene,
         "seconds": dt * n_scene / n_region,
-        "pixels": args.size**2,
     }
+
+
+def stage_infer(args: argparse.Namespace) -> dict:
+    result = infer_on_region(
+        args.product, _load(args), chunks=args.chunks, batch_size=args.batch_size, region=args.region,
+        window=args.window, resolution=args.infer_res,
+    )  # fmt: skip
+    return {**result, "pixels": args.size**2}
 
 
 def _pipeline_20m(args: argparse.Namespace, model, out: Path) -> None:  # noqa: ANN001

@@ -115,24 +115,11 @@ def decode(product: Path, chunks: int) -> float:
 
 
 def infer(product: Path, model, chunks: int, batch_size: int, region: int) -> dict:  # noqa: ANN001
-    from s2mask.engine import count_windows, predict_array
-    from s2mask.engine.windows import WindowGrid, resolve_window
-    from s2mask.io import open_product
+    from full_tile_bench import infer_on_region
 
-    cube = open_product(product, bands=model.bands, chunks=chunks)
-    r = min(region, cube.sizes["y"], cube.sizes["x"])
-    data = np.asarray(cube[:, :r, :r].values, dtype=np.float32)
-    win, ovl = resolve_window(None, None, default_window=model.card.window_size)
-    predict_array(
-        data[:, :win, : win * 2], model, window=win, batch_size=batch_size
-    )  # warm-up: kernels, allocator
-    _sync(str(model.device))
-    t0 = time.perf_counter()
-    predict_array(data, model, window=win, batch_size=batch_size)
-    _sync(str(model.device))
-    dt = time.perf_counter() - t0
-    scale = count_windows(cube, model, window=win) / len(WindowGrid(r, r, win, ovl))
-    return {"region_px": r, "region_seconds": dt, "seconds": dt * scale}
+    return infer_on_region(
+        product, model, chunks=chunks, batch_size=batch_size, region=region, sync=lambda: _sync(str(model.device))
+    )
 
 
 def full(product: Path, model, out: Path, chunks: int, batch_size: int) -> dict:  # noqa: ANN001
