@@ -163,3 +163,13 @@ def test_stream_rejects_multi_chunk_leading_axis(unet):
     arr = da.zeros((4, 32, 32), chunks=(2, 16, 16))
     with pytest.raises(ValueError, match="one chunk along its first axis"):
         next(stream_blocks(arr))
+
+
+def test_default_strip_holds_a_whole_sentinel2_tile():
+    """A 10980 px tile in 1024 px blocks is one strip by default: no JPEG 2000 tile column is decoded twice."""
+    from s2mask.engine.stream import DEFAULT_STRIP_PX, _strips
+
+    blocks = (1024,) * 10 + (740,)
+    assert _strips(blocks, DEFAULT_STRIP_PX) == [list(range(11))]
+    wider = (1024,) * 40  # a mosaic wider than the default strip is still cut, so memory stays bounded
+    assert len(_strips(wider, DEFAULT_STRIP_PX)) > 1

@@ -25,10 +25,15 @@ only what a later batch needs is kept:
   next strip needs are read twice rather than held for the whole scene height.
 
 Memory is then a few blocks plus one strip-wide halo row and one halo column of window sums
-(``window`` px wide, a few MB per block). It is constant in the scene width and grows with
-the height only by that thin column. The price is re-reading the halo columns at strip
-edges: with the reader chunked by :func:`s2mask.engine.predict.input_chunks`, that is about
-``window / strip_px`` of the input (~6 % with the defaults).
+(``window`` px wide, a few MB per block). It grows with the strip width, not the scene width,
+and with the height only by that thin column. The price is re-reading the halo columns at
+strip edges: with the reader chunked by :func:`s2mask.engine.predict.input_chunks`, that is
+about ``window / strip_px`` of the pixels, but a JPEG 2000 reader decodes whole tiles (1024 px
+in Sentinel-2), so each strip edge costs a tile column decoded twice on each side. The
+default strip (16384 px) is therefore wider than a Sentinel-2 tile (10980 px): a tile runs
+as one strip and decodes each JPEG 2000 tile once (BENCHMARKS.md: 4096 px strips cost 5-16 s
+and 10-30 CPU-s more on a full SAFE tile, for 0.07 GiB less memory). Wider mosaics are still
+cut into strips, so their memory stays bounded.
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ from s2mask.engine.predict import MODEL_STAGE
 
 __all__ = ["DEFAULT_STRIP_PX", "has_model_stage", "stream_blocks", "strip_batches"]
 
-DEFAULT_STRIP_PX = 4096
-"""Width of the vertical strips (px): wider holds more blocks at once, narrower re-reads more halo."""
+DEFAULT_STRIP_PX = 16384
+"""Width of the vertical strips (px): wider holds more blocks at once, narrower re-reads (and
+re-decodes) more halo. Wider than a Sentinel-2 tile, so a tile is one strip (module doc)."""
 
 Key = Hashable
 
