@@ -173,3 +173,17 @@ def test_default_strip_holds_a_whole_sentinel2_tile():
     assert _strips(blocks, DEFAULT_STRIP_PX) == [list(range(11))]
     wider = (1024,) * 40  # a mosaic wider than the default strip is still cut, so memory stays bounded
     assert len(_strips(wider, DEFAULT_STRIP_PX)) > 1
+
+
+def test_default_strip_is_narrower_when_the_graph_masks_several_scenes(unet):
+    """One scene: the wide default; two scenes (a composite holds a halo row per scene): the narrow one."""
+    from s2mask.engine.stream import DEFAULT_STRIP_PX, SCENES_STRIP_PX, default_strip_px
+
+    cubes = [cube_of(scene(64, 96, seed), (32, 32)) for seed in (0, 1)]
+    one = predict(cubes[0], unet, chunks=32, batch_size=4).data
+    two = one + predict(cubes[1], unet, chunks=32, batch_size=4).data
+    assert default_strip_px(one) == DEFAULT_STRIP_PX
+    assert default_strip_px(two) == SCENES_STRIP_PX < DEFAULT_STRIP_PX
+    expected = two.compute()
+    got, _ = assemble(two)  # the default strip width gives dask's values
+    np.testing.assert_array_equal(got, expected)

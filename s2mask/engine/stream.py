@@ -30,10 +30,11 @@ and with the height only by that thin column. The price is re-reading the halo c
 strip edges: with the reader chunked by :func:`s2mask.engine.predict.input_chunks`, that is
 about ``window / strip_px`` of the pixels, but a JPEG 2000 reader decodes whole tiles (1024 px
 in Sentinel-2), so each strip edge costs a tile column decoded twice on each side. The
-default strip (16384 px) is therefore wider than a Sentinel-2 tile (10980 px): a tile runs
-as one strip and decodes each JPEG 2000 tile once (BENCHMARKS.md: 4096 px strips cost 5-16 s
-and 10-30 CPU-s more on a full SAFE tile, for 0.07 GiB less memory). Wider mosaics are still
-cut into strips, so their memory stays bounded.
+default strip for one scene (16384 px) is therefore wider than a Sentinel-2 tile (10980 px):
+a tile runs as one strip and decodes each JPEG 2000 tile once (BENCHMARKS.md: 4096 px strips
+cost 5-16 s and 10-30 CPU-s more on a full SAFE tile, for 0.07 GiB less memory). Wider mosaics
+are still cut into strips, so their memory stays bounded. A graph that masks several scenes
+(a composite) holds a halo row per scene, so its strips stay 4096 px wide.
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ from dask.core import get_dependencies
 
 from s2mask.engine.predict import MODEL_STAGE
 
-__all__ = ["DEFAULT_STRIP_PX", "has_model_stage", "stream_blocks", "strip_batches"]
+__all__ = ["DEFAULT_STRIP_PX", "SCENES_STRIP_PX", "default_strip_px", "has_model_stage", "stream_blocks", "strip_batches"]
 
 DEFAULT_STRIP_PX = 16384
-"""Width of the vertical strips (px): wider holds more blocks at once, narrower re-reads (and
-re-decodes) more halo. Wider than a Sentinel-2 tile, so a tile is one strip (module doc)."""
+"""Width of the vertical strips (px) for one scene: wider holds more blocks at once, narrower
+re-reads (and re-decodes) more halo. Wider than a Sentinel-2 tile, so a tile is one strip."""
+SCENES_STRIP_PX = 4096
+"""Width of the strips when the graph masks several scenes (a composite): a halo row per scene."""
 
 Key = Hashable
 
@@ -69,6 +72,12 @@ def _name(key: Key) -> str:
 def has_model_stage(arr: da.Array) -> bool:
     """Whether ``arr``'s graph contains :func:`~s2mask.engine.predict.predict`'s model stage."""
     return any(_name(k).startswith(MODEL_STAGE) for k in arr.__dask_graph__())
+
+
+def default_strip_px(arr: da.Array) -> int:
+    """The strip width for ``arr``: :data:`DEFAULT_STRIP_PX` when it masks one scene, else :data:`SCENES_STRIP_PX`."""
+    scenes = {_name(k) for k in arr.__dask_graph__() if _name(k).startswith(MODEL_STAGE)}
+    return DEFAULT_STRIP_PX if len(scenes) <= 1 else SCENES_STRIP_PX
 
 
 def _strips(chunks_x: tuple[int, ...], strip_px: int) -> list[list[int]]:
@@ -173,14 +182,15 @@ class _Plan:
 def stream_blocks(
     arr: da.Array,
     *,
-    strip_px: int = DEFAULT_STRIP_PX,
+    strip_px: int | None = None,
     get: Callable[..., Any] | None = None,
     on_batch: Callable[[int, dict[Key, Any]], None] | None = None,
 ) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
     """Yield ``(block index, block)`` for every block of ``arr``, strip by strip (module doc).
 
     ``arr`` is 2-D ``(y, x)`` or 3-D with one chunk along the first axis; ``get`` is a
-    local dask scheduler function (default :func:`dask.threaded.get`).  The values are
+    local dask scheduler function (default :func:`dask.threaded.get`); ``strip_px`` defaults to
+:func:`default_strip_px`.  The values are
     those ``arr.compute()`` would give; the order is that of :func:`strip_batches`.
     ``on_batch(b, held)`` is called after each batch with the results held for later
     batches (diagnostics: what stays in memory between blocks).
@@ -190,6 +200,7 @@ def stream_blocks(
             f"stream_blocks needs a (y, x) array or one chunk along its first axis; got chunks {arr.chunks}."
         )
     get = get or dask.threaded.get
+    strip_px = default_strip_px(arr) if strip_px is None else strip_px
     plan = _Plan(arr)
     lead = (0,) * (arr.ndim - 2)
     batches = [
