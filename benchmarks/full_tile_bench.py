@@ -8,7 +8,8 @@ Run ``benchmarks/make_full_tile.py`` first (it writes the products this script f
 Stages, each in a fresh subprocess so its peak RSS is its own (psutil sampler over the
 process tree every 50 ms, plus ``getrusage``):
 
-* ``read``  open the product and read/decode every block of the 9-band cube into a no-op;
+* ``read``  open the product and read/decode every block of the 9-band cube, in the engine's
+  order (strip by strip), into a no-op;
 * ``infer`` the engine's numpy core (``predict_array``: windows, batches, model, blending) on
   an in-memory region of the scene, projected to the whole scene by its window count;
 * ``full``  the pipeline ``s2mask.run.run_product`` (open -> predict -> to_mask -> write_cog;
@@ -82,22 +83,21 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def _touch(block: np.ndarray) -> int:
-    return int(block.shape[-1])
-
-
 # --------------------------------------------------------------------------- stages (run in a child)
 
 
 def stage_read(args: argparse.Namespace) -> dict:
-    import dask
-
+    """Every block of the 9-band cube read and dropped, in the engine's order (strip by strip, row by
+    row, on the local threads): what decoding costs the pipeline. Letting dask order the reads instead
+    evicts 20 m JPEG 2000 tiles before their second use and costs about 25 % more CPU."""
     from s2mask.bands import DEFAULT_BANDS
+    from s2mask.engine.stream import stream_blocks
     from s2mask.io import open_product
 
     t0 = time.perf_counter()
     cube = open_product(args.product, bands=DEFAULT_BANDS, resolution=args.infer_res, chunks=args.chunks)
-    dask.compute(*[dask.delayed(_touch)(b) for b in cube.data.to_delayed().ravel()])
+    for _ in stream_blocks(cube.data):
+        pass
     return {"seconds": time.perf_counter() - t0, "pixels": args.size**2}
 
 
