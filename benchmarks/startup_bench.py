@@ -91,7 +91,7 @@ def one_run(args: list[str], folder: Path) -> tuple[float, float]:
 
 def import_breakdown(args: list[str], top: int = 12) -> list[tuple[str, float]]:
     """Import seconds per top-level package in one run (``-X importtime`` self times, summed)."""
-    code = "import sys; from s2mask.cli import main; sys.argv = ['s2mask', *%r]; main()" % (args,)
+    code = f"import sys; from s2mask.cli import main; sys.argv = ['s2mask', *{args!r}]; main()"
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=False)
     cost: dict[str, float] = {}
     for line in proc.stderr.splitlines():
