@@ -18,6 +18,7 @@ from s2mask.model.runtime import (
     CARD_KEY,
     SOURCE_KEY,
     OnnxModel,
+    compiled_cache_dir,
     file_sha256,
     installed_runtimes,
     int8_path,
@@ -226,3 +227,37 @@ def test_quantize_command_rebuilds_the_shipped_int8_model(shared_data: Path, tmp
         rebuilt.predict_proba(x[None]).argmax(1) == shipped.predict_proba(x[None]).argmax(1)
     ).mean() > 0.999
     assert not list(Path.cwd().glob("sym_shape_infer_temp*"))  # no scratch left where it ran
+
+
+needs_openvino = pytest.mark.skipif("openvino" not in RUNTIMES, reason="openvino is not installed")
+
+
+@needs_openvino
+def test_openvino_reuses_its_compiled_model_and_predicts_the_same(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    shipped = int8_path(shipped_models()["s2-9"])
+    x = np.random.default_rng(3).random((2, 9, 64, 64), dtype=np.float32) * 0.6
+    monkeypatch.setenv("S2MASK_CACHE_DIR", "")  # caching off
+    assert compiled_cache_dir() is None
+    plain = OnnxModel(shipped, runtime="openvino", threads=1).predict_proba(x)
+    monkeypatch.setenv("S2MASK_CACHE_DIR", str(tmp_path))
+    first = OnnxModel(shipped, runtime="openvino", threads=1)
+    blobs = sorted((tmp_path / "openvino").glob("*.blob"))
+    assert len(blobs) == 1  # compiled once, kept
+    stamp = blobs[0].stat().st_mtime_ns
+    second = OnnxModel(shipped, runtime="openvino", threads=1)
+    assert [b.stat().st_mtime_ns for b in sorted((tmp_path / "openvino").glob("*.blob"))] == [stamp]  # reused
+    np.testing.assert_array_equal(first.predict_proba(x), plain)
+    np.testing.assert_array_equal(second.predict_proba(x), plain)
+
+
+@needs_openvino
+def test_a_cache_folder_that_cannot_be_made_means_no_cache_not_an_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("S2MASK_CACHE_DIR", str(blocker))
+    assert compiled_cache_dir() is None
+    model = OnnxModel(int8_path(shipped_models()["s2-9"]), runtime="openvino", threads=1)
+    assert model.predict_proba(np.full((1, 9, 32, 32), 0.2, np.float32)).shape == (1, 3, 32, 32)
+    monkeypatch.delenv("S2MASK_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compiled_cache_dir() == tmp_path / "xdg" / "s2mask" / "openvino"
