@@ -261,3 +261,18 @@ def test_a_cache_folder_that_cannot_be_made_means_no_cache_not_an_error(tmp_path
     monkeypatch.delenv("S2MASK_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert compiled_cache_dir() == tmp_path / "xdg" / "s2mask" / "openvino"
+
+
+@needs_openvino
+def test_a_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    shipped = int8_path(shipped_models()["s2-9"])
+    x = np.random.default_rng(4).random((1, 9, 64, 64), dtype=np.float32) * 0.6
+    monkeypatch.setenv("S2MASK_CACHE_DIR", str(tmp_path))
+    expected = OnnxModel(shipped, runtime="openvino", threads=1).predict_proba(x)
+    (blob,) = (tmp_path / "openvino").glob("*.blob")
+    size = blob.stat().st_size
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[: size // 3])  # a run killed while writing it, or a bad disk
+    got = OnnxModel(shipped, runtime="openvino", threads=1).predict_proba(x)
+    np.testing.assert_array_equal(got, expected)
+    assert blob.stat().st_size == size  # compiled again and kept
