@@ -275,4 +275,4 @@ def test_a_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path: Path, monkeypatc
     blob.write_bytes(blob.read_bytes()[: size // 3])  # a run killed while writing it, or a bad disk
     got = OnnxModel(shipped, runtime="openvino", threads=1).predict_proba(x)
     np.testing.assert_array_equal(got, expected)
-    assert blob.stat().st_size == size  # compiled again and kept
+    assert blob.stat().st_size > 0.9 * size  # compiled again and kept whole (sizes vary a little between compiles)
