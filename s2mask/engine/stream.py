@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -76,8 +76,12 @@ def has_model_stage(arr: da.Array) -> bool:
 
 def default_strip_px(arr: da.Array) -> int:
     """The strip width for ``arr``: :data:`DEFAULT_STRIP_PX` when it masks one scene, else :data:`SCENES_STRIP_PX`."""
-    scenes = {_name(k) for k in arr.__dask_graph__() if _name(k).startswith(MODEL_STAGE)}
-    return DEFAULT_STRIP_PX if len(scenes) <= 1 else SCENES_STRIP_PX
+    return _strip_px_for(k for k in arr.__dask_graph__() if _name(k).startswith(MODEL_STAGE))
+
+
+def _strip_px_for(model_keys: Iterable[Key]) -> int:
+    """:func:`default_strip_px` from the graph's model-stage keys (one layer per scene)."""
+    return DEFAULT_STRIP_PX if len({_name(k) for k in model_keys}) <= 1 else SCENES_STRIP_PX
 
 
 def _strips(chunks_x: tuple[int, ...], strip_px: int) -> list[list[int]]:
@@ -200,8 +204,8 @@ def stream_blocks(
             f"stream_blocks needs a (y, x) array or one chunk along its first axis; got chunks {arr.chunks}."
         )
     get = get or dask.threaded.get
-    strip_px = default_strip_px(arr) if strip_px is None else strip_px
     plan = _Plan(arr)
+    strip_px = _strip_px_for(plan.model) if strip_px is None else strip_px  # the plan has walked the graph
     lead = (0,) * (arr.ndim - 2)
     batches = [
         [(arr.name, *lead, i, j) for i, j in batch]
