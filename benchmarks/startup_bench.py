@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-SCENE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "s2cloudless_testscene" / "input_arrays.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_full_tile import SCENE  # noqa: E402
 
 WRAPPER = """
 import importlib, sys, time
@@ -48,31 +49,17 @@ main()
 
 
 def make_input(folder: Path, size: int = 512) -> Path:
-    """A 13-band uint16 GeoTIFF of ``size`` px (real spectra when the shared scene is there)."""
+    """A 13-band uint16 COG of ``size`` px, written as the other benchmarks write theirs (``make_full_tile``):
+    the real s2cloudless scene mirrored to size, or seeded noise when the shared scene is absent."""
     import numpy as np
-    import rasterio
-    from rasterio.transform import from_origin
+    from make_full_tile import load_scene, mirrored_cube, write_cog
 
-    from s2mask.bands import BAND_NAMES
-
-    if SCENE.exists():
-        with np.load(SCENE) as data:
-            cube = data["s2_im"][0].transpose(2, 0, 1).astype(np.float32)
-        cube = np.pad(cube, ((0, 0), (0, max(0, size - cube.shape[1])), (0, max(0, size - cube.shape[2]))), "symmetric")
-        cube = cube[:, :size, :size]
-    else:
-        cube = np.random.default_rng(0).uniform(0.01, 0.5, (13, size, size)).astype(np.float32)
-    dn = np.clip(np.round(cube * 10000), 1, 65535).astype(np.uint16)
-    path = folder / f"startup_{size}.tif"
-    profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 13, "dtype": "uint16",
-        "crs": "EPSG:32631", "transform": from_origin(600000, 1300000, 10, 10), "nodata": 0,
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
-    }
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(dn)
-        for i, name in enumerate(BAND_NAMES, start=1):
-            ds.set_band_description(i, name)
+    real = SCENE.exists()
+    scene = load_scene(SCENE) if real else np.random.default_rng(0).uniform(0.01, 0.5, (13, 64, 64)).astype(np.float32)
+    scratch = folder / "scratch.npy"
+    cube = mirrored_cube(scene[:, :size, :size], size, scratch)  # mirrored_cube only grows a scene
+    path = write_cog(folder / f"startup_{size}.tif", cube, block=256)
+    scratch.unlink()
     return path
 
 
